@@ -1,0 +1,111 @@
+package config
+
+import "time"
+
+// Defaults that Load fills in where the file leaves a field empty.
+const (
+	DefaultDataDir           = "sekisho-data"
+	DefaultAddress           = "127.0.0.1:8080"
+	DefaultHSTSMaxAge        = 365 * 24 * time.Hour
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultShutdownGrace     = 30 * time.Second
+	DefaultSessionLifetime   = 12 * time.Hour
+	DefaultSessionIdle       = time.Hour
+	DefaultMaxFailures       = 5
+	DefaultIPMaxFailures     = 20
+	DefaultFailureWindow     = 15 * time.Minute
+	DefaultLockout           = 15 * time.Minute
+	DefaultIssuer            = "sekisho"
+	DefaultAssertionLifetime = 5 * time.Minute
+	MaxAssertionLifetime     = 10 * time.Minute
+	DefaultRouteTimeout      = 300 * time.Second
+	DefaultStreamIdle        = 5 * time.Minute
+	DefaultMaxFails          = 3
+	DefaultEjectFor          = 30 * time.Second
+	DefaultHCInterval        = 10 * time.Second
+	DefaultHCTimeout         = 5 * time.Second
+	DefaultHealthyThreshold  = 2
+	DefaultUnhealthyThresh   = 3
+)
+
+func setDur(d *Duration, v time.Duration) {
+	if *d == 0 {
+		*d = Duration(v)
+	}
+}
+
+func setInt(i *int, v int) {
+	if *i == 0 {
+		*i = v
+	}
+}
+
+func setStr(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+// applyDefaults fills every empty field that has a default. It is called by
+// Parse, so a loaded Config is complete; Validate then checks the result.
+func (c *Config) applyDefaults() {
+	setStr(&c.DataDir, DefaultDataDir)
+	l := &c.Listen
+	setStr(&l.Address, DefaultAddress)
+	setStr(&l.TLS.Mode, "off")
+	if l.HSTSMaxAge == nil {
+		d := Duration(DefaultHSTSMaxAge)
+		l.HSTSMaxAge = &d
+	}
+	if len(l.TLS.SelfSignedHosts) == 0 {
+		l.TLS.SelfSignedHosts = []string{"localhost", "127.0.0.1", "::1"}
+	}
+	setDur(&l.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setInt(&l.MaxHeaderBytes, DefaultMaxHeaderBytes)
+	setDur(&c.ShutdownGrace, DefaultShutdownGrace)
+	setDur(&c.Session.Lifetime, DefaultSessionLifetime)
+	setDur(&c.Session.IdleTimeout, DefaultSessionIdle)
+	la := &c.LocalAccounts
+	if la.Enabled == nil {
+		t := true
+		la.Enabled = &t
+	}
+	setInt(&la.MaxFailures, DefaultMaxFailures)
+	setInt(&la.IPMaxFailures, DefaultIPMaxFailures)
+	setDur(&la.Window, DefaultFailureWindow)
+	setDur(&la.Lockout, DefaultLockout)
+	setStr(&c.Assertion.Issuer, DefaultIssuer)
+	setDur(&c.Assertion.Lifetime, DefaultAssertionLifetime)
+	setStr(&c.Audit.Output, "stdout")
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		setStr(&p.Balance, "round_robin")
+		setInt(&p.MaxFails, DefaultMaxFails)
+		setDur(&p.EjectFor, DefaultEjectFor)
+		if hc := p.HealthCheck; hc != nil {
+			setDur(&hc.Interval, DefaultHCInterval)
+			setDur(&hc.Timeout, DefaultHCTimeout)
+			setInt(&hc.HealthyThreshold, DefaultHealthyThreshold)
+			setInt(&hc.UnhealthyThreshold, DefaultUnhealthyThresh)
+		}
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		setStr(&r.Path, "/")
+		setDur(&r.Timeout, DefaultRouteTimeout)
+		setDur(&r.StreamIdleTimeout, DefaultStreamIdle)
+	}
+}
+
+// LocalEnabled reports whether local accounts are on.
+func (c *Config) LocalEnabled() bool {
+	return c.LocalAccounts.Enabled == nil || *c.LocalAccounts.Enabled
+}
+
+// TLSOn reports whether the listener terminates TLS itself.
+func (c *Config) TLSOn() bool { return c.Listen.TLS.Mode != "off" && c.Listen.TLS.Mode != "" }
+
+// SecureCookies reports whether clients reach sekisho over HTTPS, so cookies
+// can be Secure and use the __Host- prefix.
+func (c *Config) SecureCookies() bool { return c.TLSOn() || c.Listen.BehindHTTPSProxy }

@@ -1,0 +1,237 @@
+// Package config defines sekisho's configuration file: its types, a strict
+// loader (unknown keys, wrong types and trailing documents are errors with
+// file:line) and a pure Validate that lists every problem it finds.
+//
+// The file is YAML with `version: 1`. Durations are strings such as "30s".
+// Every field's comment says its default and what its zero value means.
+package config
+
+import "github.com/sekisho/sekisho/internal/secret"
+
+// Config is the whole configuration file.
+type Config struct {
+	// Version of the file format. Required; only 1 exists.
+	Version int `yaml:"version"`
+	// DataDir holds the SQLite database, generated keys and certificates.
+	// Default "sekisho-data" (relative to the working directory).
+	DataDir string `yaml:"data_dir"`
+	// Listen is the public listener.
+	Listen Listen `yaml:"listen"`
+	// Session configures browser session cookies.
+	Session Session `yaml:"session"`
+	// LocalAccounts configures sign-in with accounts kept in sekisho's store.
+	LocalAccounts LocalAccounts `yaml:"local_accounts"`
+	// Assertion configures the signed identity JWT sent to upstreams.
+	Assertion Assertion `yaml:"assertion"`
+	// Audit configures the decision log.
+	Audit Audit `yaml:"audit"`
+	// Admin configures the admin listener (Prometheus metrics). Off by default.
+	Admin Admin `yaml:"admin"`
+	// ShutdownGrace is how long in-flight requests may run after SIGTERM
+	// before their connections are closed. Default "30s".
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// Pools are the upstream server groups routes send requests to.
+	Pools []Pool `yaml:"pools"`
+	// Routes map a host and path prefix to a pool and a policy.
+	Routes []Route `yaml:"routes"`
+
+	// source is where the file came from; set by Load, used for error positions.
+	source *source
+}
+
+// Listen is the public listener.
+type Listen struct {
+	// Address to listen on, host:port. Default "127.0.0.1:8080".
+	Address string `yaml:"address"`
+	// TLS for the listener. Default: off (plain HTTP, only sensible on
+	// loopback or behind an HTTPS load balancer).
+	TLS TLS `yaml:"tls"`
+	// HTTPRedirectAddress, when TLS is on, is a plain-HTTP listener that
+	// answers ACME HTTP-01 challenges and redirects everything else to HTTPS.
+	// Empty: no such listener.
+	HTTPRedirectAddress string `yaml:"http_redirect_address"`
+	// HSTSMaxAge is the Strict-Transport-Security max-age sent when TLS is
+	// on. Default "8760h" (one year); "0s" disables the header.
+	HSTSMaxAge *Duration `yaml:"hsts_max_age"`
+	// TrustedProxies are the addresses (IPs or CIDRs) of proxies in front of
+	// sekisho whose X-Forwarded-For / Forwarded / X-Forwarded-Proto headers
+	// are believed. Empty (the default): no one is trusted and those headers
+	// are ignored.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+	// BehindHTTPSProxy says that clients reach sekisho over HTTPS terminated
+	// by a proxy in front of it (Cloud Run, a load balancer), so cookies are
+	// marked Secure although this listener speaks plain HTTP. Default false.
+	BehindHTTPSProxy bool `yaml:"behind_https_proxy"`
+	// InsecurePlainHTTP allows plain HTTP on a non-loopback address without
+	// BehindHTTPSProxy: session cookies then cross the network in clear text.
+	// Default false; sekisho warns at start-up when it is set.
+	InsecurePlainHTTP bool `yaml:"insecure_plain_http"`
+	// ReadHeaderTimeout bounds how long a client may take to send request
+	// headers. Default "10s".
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// MaxHeaderBytes bounds the size of request headers. Default 65536.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+}
+
+// TLS configures the listener's certificate.
+type TLS struct {
+	// Mode is "off" (default), "self_signed", "files" or "acme".
+	Mode string `yaml:"mode"`
+	// CertFile and KeyFile are PEM files, for mode "files".
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// SelfSignedHosts are the names in the self-signed certificate.
+	// Default: localhost, 127.0.0.1, ::1.
+	SelfSignedHosts []string `yaml:"self_signed_hosts"`
+	// ACME obtains certificates from an ACME CA, for mode "acme".
+	ACME ACME `yaml:"acme"`
+}
+
+// ACME configures automatic certificates.
+type ACME struct {
+	// DirectoryURL of the ACME CA. Default: Let's Encrypt production.
+	DirectoryURL string `yaml:"directory_url"`
+	// Email for the CA account (expiry notices). Optional.
+	Email string `yaml:"email"`
+	// Domains to obtain certificates for. Required in mode "acme"; a TLS
+	// handshake for any other name is refused without contacting the CA.
+	Domains []string `yaml:"domains"`
+	// CARootsFile is a PEM file of extra roots trusted when talking to the
+	// ACME CA (for a private CA). Optional.
+	CARootsFile string `yaml:"ca_roots_file"`
+}
+
+// Session configures browser session cookies.
+type Session struct {
+	// Lifetime is the absolute life of a session. Default "12h".
+	Lifetime Duration `yaml:"lifetime"`
+	// IdleTimeout ends a session unused for this long. Default "1h".
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// Keys seal the cookie (32 bytes each, base64), first one seals, all
+	// open (rotation). Empty (the default): a key is generated into the data
+	// directory on first start.
+	Keys []secret.Ref `yaml:"keys"`
+}
+
+// LocalAccounts configures sign-in with sekisho's own accounts.
+type LocalAccounts struct {
+	// Enabled turns local sign-in on. Default true.
+	Enabled *bool `yaml:"enabled"`
+	// MaxFailures per account within Window before the account is locked
+	// for Lockout. Default 5.
+	MaxFailures int `yaml:"max_failures"`
+	// IPMaxFailures per client IP within Window. Default 20.
+	IPMaxFailures int `yaml:"ip_max_failures"`
+	// Window over which failures are counted. Default "15m".
+	Window Duration `yaml:"window"`
+	// Lockout is how long a locked account or IP waits. Default "15m".
+	Lockout Duration `yaml:"lockout"`
+}
+
+// Assertion configures the signed identity JWT (X-Sekisho-Assertion).
+type Assertion struct {
+	// Issuer is the iss claim. Default "sekisho".
+	Issuer string `yaml:"issuer"`
+	// Lifetime of a token. Default "5m"; at most "10m".
+	Lifetime Duration `yaml:"lifetime"`
+	// Keys are PEM ECDSA P-256 private keys; the first signs, all are
+	// published at /.sekisho/jwks.json. Empty (the default): a key is
+	// generated into the data directory on first start.
+	Keys []secret.Ref `yaml:"keys"`
+}
+
+// Audit configures the decision log.
+type Audit struct {
+	// Output is "stdout" (default), "stderr", or a file path (appended to).
+	Output string `yaml:"output"`
+}
+
+// Admin configures the admin listener.
+type Admin struct {
+	// Address for /metrics. Empty (the default): no admin listener. A
+	// non-loopback address needs InsecurePublicAdmin.
+	Address string `yaml:"address"`
+	// InsecurePublicAdmin allows a non-loopback admin address. Default false.
+	InsecurePublicAdmin bool `yaml:"insecure_public_admin"`
+}
+
+// Pool is a group of upstream servers.
+type Pool struct {
+	// Name that routes refer to. Required, unique.
+	Name string `yaml:"name"`
+	// URLs of the servers (http or https, optionally with a base path).
+	// Required unless Builtin is set.
+	URLs []string `yaml:"urls"`
+	// Builtin runs an upstream inside sekisho instead of URLs: "whoami"
+	// shows the identity an app receives. Empty: none.
+	Builtin string `yaml:"builtin"`
+	// Balance is "round_robin" (default) or "least_requests".
+	Balance string `yaml:"balance"`
+	// HealthCheck actively probes each server. Nil: no active checks;
+	// servers are only ejected passively on connection failures.
+	HealthCheck *HealthCheck `yaml:"health_check"`
+	// MaxFails consecutive connection failures eject a server for
+	// EjectFor. Default 3.
+	MaxFails int `yaml:"max_fails"`
+	// EjectFor is how long a passively ejected server rests. Default "30s".
+	EjectFor Duration `yaml:"eject_for"`
+}
+
+// HealthCheck is an active HTTP health check with load-balancer semantics.
+type HealthCheck struct {
+	// Path requested on each server, e.g. "/healthz". Required.
+	Path string `yaml:"path"`
+	// Interval between checks. Default "10s".
+	Interval Duration `yaml:"interval"`
+	// Timeout of one check. Default "5s"; must be below Interval.
+	Timeout Duration `yaml:"timeout"`
+	// HealthyThreshold consecutive successes mark a server healthy. Default 2.
+	HealthyThreshold int `yaml:"healthy_threshold"`
+	// UnhealthyThreshold consecutive failures mark it unhealthy. Default 3.
+	UnhealthyThreshold int `yaml:"unhealthy_threshold"`
+}
+
+// Route maps requests to a pool.
+type Route struct {
+	// Name identifies the route in logs, metrics and as the assertion's
+	// audience. Required, unique.
+	Name string `yaml:"name"`
+	// Host is an exact host name, a wildcard "*.example.com" (one or more
+	// labels), or "*" for any host. Required.
+	Host string `yaml:"host"`
+	// Path prefix, matched on whole segments after normalisation. Default "/".
+	Path string `yaml:"path"`
+	// Pool that serves the route. Required.
+	Pool string `yaml:"pool"`
+	// Timeout for a whole normal response. Streams (Server-Sent Events,
+	// WebSocket) are exempt and bounded only by StreamIdleTimeout.
+	// Default "300s".
+	Timeout Duration `yaml:"timeout"`
+	// StreamIdleTimeout ends a response that sends no bytes for this long.
+	// Default "5m".
+	StreamIdleTimeout Duration `yaml:"stream_idle_timeout"`
+	// PreserveHost sends the client's Host header upstream. Default false:
+	// the upstream URL's host (X-Forwarded-Host carries the client's).
+	PreserveHost bool `yaml:"preserve_host"`
+	// Policy says who may use the route. Required: a route without a
+	// policy is a config error (deny by default).
+	Policy *Policy `yaml:"policy"`
+}
+
+// Policy is a route's allow list. A request is allowed when the route is
+// public, or when the signed-in identity matches any one entry.
+type Policy struct {
+	// Public lets anyone through without signing in. Default false; cannot
+	// be combined with allow lists.
+	Public bool `yaml:"public"`
+	// AllowAuthenticated lets any signed-in identity through. Default false.
+	AllowAuthenticated bool `yaml:"allow_authenticated"`
+	// Users are account names / subjects allowed.
+	Users []string `yaml:"users"`
+	// Emails are exact email addresses allowed (case-insensitive).
+	Emails []string `yaml:"emails"`
+	// Domains are email domains allowed, e.g. "example.com".
+	Domains []string `yaml:"domains"`
+	// Groups allowed: a member of any listed group gets through.
+	Groups []string `yaml:"groups"`
+}
