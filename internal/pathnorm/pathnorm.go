@@ -292,5 +292,8 @@ func HasPrefix(path, prefix string) bool {
 	if prefix[len(prefix)-1] == '/' || len(path) == len(prefix) {
 		return true
 	}
-	return path[len(prefix)] == '/'
+	// ';' counts as a boundary too: servlet containers (Tomcat, Jetty) and
+	// Spring read "/admin;jsessionid=x" as "/admin", so a stricter route on
+	// /admin must not lose such a request to a looser route on "/".
+	return path[len(prefix)] == '/' || path[len(prefix)] == ';'
 }

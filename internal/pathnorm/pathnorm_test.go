@@ -131,6 +131,8 @@ func TestHasPrefix(t *testing.T) {
 		{"exact", "/api", "/api", true},
 		{"child", "/api/x", "/api", true},
 		{"sibling_with_same_start_apix", "/apix", "/api", false},
+		{"matrix_param_bypass_/admin;x_is_under_/admin", "/admin;jsessionid=x", "/admin", true},
+		{"matrix_param_deeper", "/admin;x/users", "/admin", true},
 		{"sibling_dash", "/api-admin", "/api", false},
 		{"shorter", "/ap", "/api", false},
 		{"root_matches_all", "/anything/at/all", "/", true},
