@@ -1,0 +1,337 @@
+package session
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/identity"
+)
+
+// MaxCookieBytes is the largest session cookie sekisho emits or accepts,
+// counted as len(name) + 1 + len(value). Seal refuses to produce more; Read
+// refuses longer values before decoding them.
+const MaxCookieBytes = 1024
+
+// Defaults for Options.
+const (
+	// DefaultLifetime is the absolute session lifetime when Options.Lifetime is 0.
+	DefaultLifetime = 12 * time.Hour
+	// DefaultIdleTimeout is the idle timeout when Options.IdleTimeout is 0.
+	DefaultIdleTimeout = time.Hour
+	// DefaultClockSkew is the allowance for future-dated sessions (clocks of
+	// several replicas) when Options.ClockSkew is 0.
+	DefaultClockSkew = time.Minute
+	// SecureCookieName is the default cookie name when Options.Secure is true.
+	// The __Host- prefix makes browsers refuse the cookie unless it is Secure,
+	// has Path=/ and no Domain, so a sibling subdomain cannot plant it.
+	SecureCookieName = "__Host-sekisho"
+	// InsecureCookieName is the default cookie name when Options.Secure is false.
+	InsecureCookieName = "sekisho"
+)
+
+// The reasons Read and Open give for not returning a session. Every error
+// they return wraps exactly one of these; test with errors.Is. Callers treat
+// them all as "anonymous" and log the reason.
+var (
+	// ErrNoSession: the request carries no session cookie.
+	ErrNoSession = errors.New("no session cookie")
+	// ErrInvalid: the cookie is malformed, oversized, duplicated, forged,
+	// sealed with an unknown key or for another cookie name, or dated in the future.
+	ErrInvalid = errors.New("invalid session cookie")
+	// ErrExpired: the absolute lifetime or the idle timeout has passed.
+	ErrExpired = errors.New("session expired")
+	// ErrRevoked: the session or all of its user's earlier sessions were revoked.
+	ErrRevoked = errors.New("session revoked")
+)
+
+// Options configure a Codec. Only Keyring is required.
+type Options struct {
+	// Keyring seals and opens cookies. Required.
+	Keyring *Keyring
+	// Secure marks the cookie Secure (HTTPS only). Set it whenever the
+	// listener serves HTTPS; false is only for plain-HTTP development.
+	Secure bool
+	// CookieName is the cookie's name. "" means SecureCookieName when Secure
+	// and InsecureCookieName otherwise. A name with the __Host- or __Secure-
+	// prefix requires Secure.
+	CookieName string
+	// Lifetime is the absolute session lifetime counted from IssuedAt; the
+	// user signs in again after it. 0 means DefaultLifetime (12h).
+	Lifetime time.Duration
+	// IdleTimeout ends a session not seen for this long. 0 means
+	// DefaultIdleTimeout (1h); it cannot be turned off, only made as long as
+	// Lifetime.
+	IdleTimeout time.Duration
+	// ClockSkew is how far in the future IssuedAt and LastSeen may be (clock
+	// differences between replicas). 0 means DefaultClockSkew (1m).
+	ClockSkew time.Duration
+	// Now is the clock. nil means time.Now.
+	Now func() time.Time
+	// Revocations is consulted on every Read. nil means nothing is revoked.
+	Revocations *Revocations
+}
+
+// Codec issues, reads and clears session cookies. It is safe for concurrent use.
+type Codec struct {
+	keyring     *Keyring
+	name        string
+	ad          []byte // additional data: binds the cookie name
+	secure      bool
+	lifetime    time.Duration
+	idle        time.Duration
+	refreshAge  time.Duration
+	skew        time.Duration
+	now         func() time.Time
+	revocations *Revocations
+}
+
+// NewCodec checks opts and returns a Codec.
+func NewCodec(opts Options) (*Codec, error) {
+	if opts.Keyring == nil {
+		return nil, errors.New("session: Options.Keyring is required")
+	}
+	c := &Codec{
+		keyring:     opts.Keyring,
+		name:        opts.CookieName,
+		secure:      opts.Secure,
+		lifetime:    opts.Lifetime,
+		idle:        opts.IdleTimeout,
+		skew:        opts.ClockSkew,
+		now:         opts.Now,
+		revocations: opts.Revocations,
+	}
+	if c.name == "" {
+		c.name = InsecureCookieName
+		if c.secure {
+			c.name = SecureCookieName
+		}
+	}
+	if !validCookieName(c.name) {
+		return nil, fmt.Errorf("session: cookie name %q is not a valid cookie name", c.name)
+	}
+	if !c.secure && (strings.HasPrefix(c.name, "__Host-") || strings.HasPrefix(c.name, "__Secure-")) {
+		return nil, fmt.Errorf("session: cookie name %q needs Secure (browsers drop __Host-/__Secure- cookies without it)", c.name)
+	}
+	switch {
+	case c.lifetime < 0:
+		return nil, fmt.Errorf("session: lifetime %s is negative", c.lifetime)
+	case c.lifetime == 0:
+		c.lifetime = DefaultLifetime
+	}
+	switch {
+	case c.idle < 0:
+		return nil, fmt.Errorf("session: idle timeout %s is negative", c.idle)
+	case c.idle == 0:
+		c.idle = DefaultIdleTimeout
+	}
+	switch {
+	case c.skew < 0:
+		return nil, fmt.Errorf("session: clock skew %s is negative", c.skew)
+	case c.skew == 0:
+		c.skew = DefaultClockSkew
+	}
+	if c.lifetime < time.Second || c.idle < time.Second {
+		return nil, fmt.Errorf("session: lifetime %s and idle timeout %s must be at least 1s", c.lifetime, c.idle)
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	// Refresh when LastSeen is older than a tenth of the idle timeout, but at
+	// least a minute, and at most half of it, so a refresh always comes in time.
+	c.refreshAge = min(max(c.idle/10, time.Minute), c.idle/2)
+	c.ad = []byte("sekisho session v1\x00" + c.name)
+	return c, nil
+}
+
+func validCookieName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("()<>@,;:\\\"/[]?={}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// CookieName returns the name of the session cookie.
+func (c *Codec) CookieName() string { return c.name }
+
+// nowSec is the clock truncated to whole seconds, in UTC.
+func (c *Codec) nowSec() time.Time { return time.Unix(c.now().Unix(), 0).UTC() }
+
+// New starts a session for id with a fresh ID and IssuedAt = LastSeen = now.
+// A zero id.AuthTime means now. It does not set a cookie; call Issue.
+func (c *Codec) New(id identity.Identity) Session {
+	now := c.nowSec()
+	auth := now
+	if !id.AuthTime.IsZero() {
+		auth = time.Unix(id.AuthTime.Unix(), 0).UTC()
+	}
+	return Session{
+		ID:       NewID(),
+		User:     id.User,
+		Email:    id.Email,
+		Groups:   append([]string(nil), id.Groups...),
+		Provider: id.Provider,
+		AuthTime: auth,
+		IssuedAt: now,
+		LastSeen: now,
+	}
+}
+
+// Seal returns the cookie value for s. It fails if s.ID is not a session ID
+// or the cookie would exceed MaxCookieBytes (too many or too long groups);
+// it never returns an oversized value.
+func (c *Codec) Seal(s Session) (string, error) {
+	pt, err := s.encode(make([]byte, 0, 128))
+	if err != nil {
+		return "", fmt.Errorf("session: seal: %w", err)
+	}
+	size := len(c.name) + 1 + base64.RawURLEncoding.EncodedLen(len(pt)+Overhead)
+	if size > MaxCookieBytes {
+		return "", fmt.Errorf("session: seal: cookie for user %q would be %d bytes, over the %d-byte limit (%d groups; map fewer groups into the session)",
+			s.User, size, MaxCookieBytes, len(s.Groups))
+	}
+	return base64.RawURLEncoding.EncodeToString(c.keyring.Seal(pt, c.ad)), nil
+}
+
+// Open decodes and checks a cookie value: authenticity, cookie name, clock
+// skew, absolute lifetime, idle timeout and revocation. The error wraps
+// ErrInvalid, ErrExpired or ErrRevoked.
+func (c *Codec) Open(value string) (Session, error) {
+	if len(c.name)+1+len(value) > MaxCookieBytes {
+		return Session{}, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrInvalid, len(value), MaxCookieBytes)
+	}
+	if value == "" {
+		return Session{}, fmt.Errorf("%w: empty value", ErrInvalid)
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil {
+		return Session{}, fmt.Errorf("%w: not base64url", ErrInvalid)
+	}
+	pt, err := c.keyring.Open(sealed, c.ad)
+	if err != nil {
+		return Session{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	s, err := decodeSession(pt)
+	if err != nil {
+		return Session{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := c.check(s); err != nil {
+		return Session{}, err
+	}
+	return s, nil
+}
+
+// check applies the time rules and revocation to an authentic session.
+func (c *Codec) check(s Session) error {
+	now := c.now()
+	latest := now.Add(c.skew)
+	switch {
+	case s.IssuedAt.After(latest):
+		return fmt.Errorf("%w: issued %s in the future", ErrInvalid, s.IssuedAt.Sub(now))
+	case s.LastSeen.After(latest):
+		return fmt.Errorf("%w: last seen %s in the future", ErrInvalid, s.LastSeen.Sub(now))
+	case s.LastSeen.Before(s.IssuedAt):
+		return fmt.Errorf("%w: last seen before issued", ErrInvalid)
+	case !now.Before(s.IssuedAt.Add(c.lifetime)):
+		return fmt.Errorf("%w: absolute lifetime %s passed", ErrExpired, c.lifetime)
+	case now.Sub(s.LastSeen) > c.idle:
+		return fmt.Errorf("%w: idle for %s, over %s", ErrExpired, now.Sub(s.LastSeen).Truncate(time.Second), c.idle)
+	case c.revocations.IsRevoked(s):
+		return ErrRevoked
+	}
+	return nil
+}
+
+// Read returns the request's session. A request without the cookie gives
+// ErrNoSession; otherwise errors are as for Open.
+//
+// Two or more cookies with the session's name are refused as ErrInvalid
+// rather than tried in turn: a second cookie is how an attacker on a sibling
+// subdomain (or over plain HTTP) would plant their own session to log the
+// victim in as the attacker, and picking "the right one" is guesswork. Such
+// injection cannot happen with the __Host- name, which browsers protect.
+func (c *Codec) Read(r *http.Request) (Session, error) {
+	var value string
+	n := 0
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+			if name != c.name {
+				continue
+			}
+			n++
+			value = v
+		}
+	}
+	switch {
+	case n == 0:
+		return Session{}, ErrNoSession
+	case n > 1:
+		return Session{}, fmt.Errorf("%w: %d cookies named %q (possible cookie injection)", ErrInvalid, n, c.name)
+	}
+	// Browsers never quote our values; accept the quoted form like net/http does.
+	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+		value = value[1 : len(value)-1]
+	}
+	return c.Open(value)
+}
+
+// NeedsRefresh reports whether s, just returned by Read, should be re-issued
+// so its idle timeout slides forward: true once LastSeen is older than a tenth
+// of the idle timeout (at least a minute, at most half of it). Re-issuing on
+// every request would cost a seal and a Set-Cookie per request.
+func (c *Codec) NeedsRefresh(s Session) bool {
+	return c.now().Sub(s.LastSeen) >= c.refreshAge
+}
+
+// Refresh sets s.LastSeen to now, issues the cookie again and returns the
+// updated session.
+func (c *Codec) Refresh(w http.ResponseWriter, s Session) (Session, error) {
+	s.LastSeen = c.nowSec()
+	if err := c.Issue(w, s); err != nil {
+		return Session{}, err
+	}
+	return s, nil
+}
+
+// Issue sets the session cookie on w: Path=/, HttpOnly, SameSite=Lax, Secure
+// when configured, no Domain, Max-Age the remaining absolute lifetime. It
+// fails without touching w if s cannot be sealed or has already expired.
+func (c *Codec) Issue(w http.ResponseWriter, s Session) error {
+	remaining := s.IssuedAt.Add(c.lifetime).Sub(c.now())
+	if remaining < time.Second {
+		return fmt.Errorf("session: issue: %w: absolute lifetime %s passed", ErrExpired, c.lifetime)
+	}
+	value, err := c.Seal(s)
+	if err != nil {
+		return err
+	}
+	http.SetCookie(w, c.cookie(value, int(remaining/time.Second)))
+	return nil
+}
+
+// Clear deletes the session cookie on w (Max-Age=0, same attributes).
+func (c *Codec) Clear(w http.ResponseWriter) {
+	http.SetCookie(w, c.cookie("", -1))
+}
+
+func (c *Codec) cookie(value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     c.name,
+		Value:    value,
+		Path:     "/",
+		MaxAge:   maxAge,
+		Secure:   c.secure,
+		HttpOnly: true,
+		SameSite: http.SameSiteLaxMode,
+	}
+}
