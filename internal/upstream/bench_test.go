@@ -1,0 +1,46 @@
+package upstream
+
+import (
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"testing"
+)
+
+// benchGet sends GETs through front until the benchmark ends.
+func benchGet(b *testing.B, c *http.Client, u string) {
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := c.Get(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			b.Fatalf("status %d", res.StatusCode)
+		}
+	}
+}
+
+// BenchmarkProxy measures a GET through NewProxy to an httptest upstream.
+// Compare with BenchmarkBareReverseProxy for the proxy's own cost.
+func BenchmarkProxy(b *testing.B) {
+	up := newServer(b, named("ok"))
+	front := newFront(b, ProxyOptions{Pool: mustPool(b, PoolOptions{}, up.URL)})
+	benchGet(b, front.Client(), front.URL+"/bench?q=1")
+}
+
+// BenchmarkBareReverseProxy is the baseline: a plain httputil.ReverseProxy
+// with the same transport settings, to the same kind of upstream.
+func BenchmarkBareReverseProxy(b *testing.B) {
+	up := newServer(b, named("ok"))
+	target := mustURL(b, up.URL)
+	tr := NewTransport()
+	b.Cleanup(tr.CloseIdleConnections)
+	front := newServer(b, &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target) },
+		Transport: tr,
+	})
+	benchGet(b, front.Client(), front.URL+"/bench?q=1")
+}

@@ -1,0 +1,297 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults applied by [NewProxy] when a field is zero.
+const (
+	DefaultTimeout           = 300 * time.Second
+	DefaultStreamIdleTimeout = 5 * time.Minute
+)
+
+// ErrorHeader marks responses the proxy made itself (502/503/504), so they
+// are never mistaken for the app's. The default error handler sets it to
+// "upstream".
+const ErrorHeader = "X-Sekisho-Error"
+
+// DefaultStreamTypes are the response media types treated as streams when
+// ProxyOptions.StreamTypes is nil: Server-Sent Events and newline-delimited
+// JSON (Ollama-style token streams).
+var DefaultStreamTypes = []string{"text/event-stream", "application/x-ndjson"}
+
+// ProxyOptions configures the handler made by [NewProxy]. Zero values mean
+// the documented defaults.
+type ProxyOptions struct {
+	// Pool picks the upstream target. A nil Pool answers every request 503.
+	Pool *Pool
+	// Timeout is the total time for a normal response, from the request
+	// until its body is fully copied; on expiry before the response headers
+	// the client gets 504, after them the response is cut (aborted with
+	// http.ErrAbortHandler, so a truncated body never looks whole). It does
+	// not apply once the response is known to be a stream: a 101 upgrade or
+	// a media type in StreamTypes. 0 means DefaultTimeout (300s); negative
+	// means none.
+	Timeout time.Duration
+	// StreamIdleTimeout ends a stream that carries no bytes (either way, for
+	// an upgrade) for this long: a Server-Sent Events response ends normally
+	// (the client sees the end of the stream and may reconnect), a WebSocket
+	// is closed. 0 means DefaultStreamIdleTimeout (5m); negative means none.
+	StreamIdleTimeout time.Duration
+	// StreamTypes are the response media types that make a stream. nil means
+	// DefaultStreamTypes; an empty non-nil slice means only upgrades.
+	StreamTypes []string
+	// PreserveHost sends the client's Host header upstream. false: the
+	// Host header is the target's host.
+	PreserveHost bool
+	// Rewrite is the caller's hook on the outbound request: strip client
+	// headers, add identity headers, SetXForwarded, change the path. It runs
+	// before the target is picked (a retry may pick another): Out.URL has the
+	// client's path and query, which the pool joins with the target's base
+	// path; Out.Host is "" (the target's host) unless PreserveHost is set;
+	// set it to send another Host. nil means nothing more is done.
+	Rewrite func(*httputil.ProxyRequest)
+	// ModifyResponse is the caller's hook on the upstream response, called
+	// after stream detection; an error answers 502. nil means none.
+	ModifyResponse func(*http.Response) error
+	// ErrorHandler writes the answer when no upstream response can be
+	// relayed: status is 502 (refused, reset, malformed response), 503
+	// (err wraps ErrNoHealthyUpstream) or 504 (Timeout passed, dial
+	// timeout). r is the client's request as the proxy received it (its
+	// context and headers carry the request id). nil means a plain-text
+	// status line with ErrorHeader set.
+	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
+	// Logger receives proxy errors. nil discards.
+	Logger *slog.Logger
+}
+
+// Causes of the proxy's own cancellations.
+var (
+	errTimeout     = errors.New("upstream timeout")
+	errIdleTimeout = errors.New("upstream stream idle timeout")
+)
+
+// Request phases, to settle the race between the total timeout and the
+// response being recognised as a stream.
+const (
+	phasePending int32 = iota
+	phaseStream
+	phaseTimedOut
+)
+
+type stateKey struct{}
+
+// reqState is one request's proxy state, carried in the outbound context.
+type reqState struct {
+	in     *http.Request // the client's request
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	phase  atomic.Int32
+}
+
+type proxy struct {
+	rp           *httputil.ReverseProxy
+	pool         *Pool
+	timeout      time.Duration
+	idle         time.Duration
+	streamTypes  []string
+	preserveHost bool
+	rewrite      func(*httputil.ProxyRequest)
+	modify       func(*http.Response) error
+	onError      func(http.ResponseWriter, *http.Request, int, error)
+	log          *slog.Logger
+}
+
+// NewProxy returns a streaming reverse proxy to opts.Pool. Responses of
+// type text/event-stream and bodies of unknown length are flushed as they
+// arrive; WebSocket and other upgrades are relayed. When the client's
+// request context is cancelled (client gone, server shutdown) a stream ends
+// normally and an upgraded connection is closed; the handler returns.
+func NewProxy(opts ProxyOptions) http.Handler {
+	h := &proxy{
+		pool:         opts.Pool,
+		timeout:      opts.Timeout,
+		idle:         opts.StreamIdleTimeout,
+		streamTypes:  opts.StreamTypes,
+		preserveHost: opts.PreserveHost,
+		rewrite:      opts.Rewrite,
+		modify:       opts.ModifyResponse,
+		onError:      opts.ErrorHandler,
+		log:          opts.Logger,
+	}
+	if h.timeout == 0 {
+		h.timeout = DefaultTimeout
+	}
+	if h.idle == 0 {
+		h.idle = DefaultStreamIdleTimeout
+	}
+	if h.streamTypes == nil {
+		h.streamTypes = DefaultStreamTypes
+	}
+	if h.onError == nil {
+		h.onError = plainError
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.log = h.log.With("component", "proxy")
+	var rt http.RoundTripper = noPool{}
+	if h.pool != nil {
+		rt = h.pool
+		h.log = h.log.With("pool", h.pool.name)
+	}
+	h.rp = &httputil.ReverseProxy{
+		Rewrite:        h.rewriteRequest,
+		Transport:      rt,
+		ModifyResponse: h.modifyResponse,
+		ErrorHandler:   h.errorHandler,
+		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelWarn),
+		BufferPool:     newBufferPool(),
+	}
+	return h
+}
+
+func (h *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	st := &reqState{in: r, ctx: ctx, cancel: cancel}
+	if h.timeout > 0 {
+		t := time.AfterFunc(h.timeout, func() {
+			if st.phase.CompareAndSwap(phasePending, phaseTimedOut) {
+				cancel(errTimeout)
+			}
+		})
+		defer t.Stop()
+	}
+	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+}
+
+func (h *proxy) rewriteRequest(pr *httputil.ProxyRequest) {
+	if h.preserveHost {
+		pr.Out.Host = pr.In.Host
+	} else {
+		pr.Out.Host = ""
+	}
+	if h.rewrite != nil {
+		h.rewrite(pr)
+	}
+}
+
+func (h *proxy) modifyResponse(res *http.Response) error {
+	if st, ok := res.Request.Context().Value(stateKey{}).(*reqState); ok && h.isStream(res) {
+		if !st.phase.CompareAndSwap(phasePending, phaseStream) {
+			return errTimeout
+		}
+		if res.StatusCode == http.StatusSwitchingProtocols {
+			// ReverseProxy would refuse a mismatch without closing the body.
+			if want, got := upgradeType(res.Request.Header), upgradeType(res.Header); !strings.EqualFold(want, got) {
+				return fmt.Errorf("upstream switched to protocol %q when %q was requested", got, want)
+			}
+		}
+		res.Body = h.streamBody(res.Body, st)
+	}
+	if h.modify != nil {
+		return h.modify(res)
+	}
+	return nil
+}
+
+func (h *proxy) isStream(res *http.Response) bool {
+	if res.StatusCode == http.StatusSwitchingProtocols {
+		return true
+	}
+	ct := res.Header.Get("Content-Type")
+	if ct == "" {
+		return false
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	for _, s := range h.streamTypes {
+		if strings.EqualFold(mt, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *proxy) errorHandler(w http.ResponseWriter, out *http.Request, err error) {
+	in := out
+	if st, ok := out.Context().Value(stateKey{}).(*reqState); ok {
+		in = st.in
+	}
+	status := errorStatus(out.Context(), err)
+	if in.Context().Err() != nil {
+		h.log.Debug("client request ended before the upstream answered", "method", in.Method, "path", in.URL.Path, "error", err)
+	} else {
+		h.log.Warn("upstream request failed", "method", in.Method, "path", in.URL.Path, "status", status, "error", err)
+	}
+	h.onError(w, in, status, err)
+}
+
+// errorStatus maps a failed upstream exchange to 502, 503 or 504.
+func errorStatus(ctx context.Context, err error) int {
+	if errors.Is(err, ErrNoHealthyUpstream) {
+		return http.StatusServiceUnavailable
+	}
+	if errors.Is(err, errTimeout) || errors.Is(context.Cause(ctx), errTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusGatewayTimeout
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return http.StatusGatewayTimeout
+	}
+	return http.StatusBadGateway
+}
+
+func plainError(w http.ResponseWriter, _ *http.Request, status int, _ error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set(ErrorHeader, "upstream")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, http.StatusText(status)+"\n")
+}
+
+// noPool is the transport of a proxy without a pool.
+type noPool struct{}
+
+func (noPool) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, ErrNoHealthyUpstream
+}
+
+func upgradeType(h http.Header) string {
+	for _, v := range h.Values("Connection") {
+		for tok := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(tok), "upgrade") {
+				return h.Get("Upgrade")
+			}
+		}
+	}
+	return ""
+}
+
+// bufferPool recycles ReverseProxy's 32 KiB copy buffers.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte { return *b.p.Get().(*[]byte) }
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

@@ -1,0 +1,187 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+)
+
+// RoundTrip sends req to an available target of the pool. req.URL supplies
+// the path and query; the target supplies scheme, host and base path. If
+// req.Host is "", the Host header is the target's host.
+//
+// A request whose connection was never established counts as a failure of
+// that target (see PoolOptions.MaxFails) and, if idempotent, is retried on
+// another target (PoolOptions.Retries). Requests that reached an upstream are
+// never retried here. When no target is available at all the error wraps
+// [ErrNoHealthyUpstream]; when the targets tried all failed, it is the last
+// transport error. The target counts as in flight until the response
+// body is closed; a 101 response keeps its body an [io.ReadWriteCloser].
+func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	retryable := p.retries > 0 && isIdempotent(req) &&
+		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
+	var tried []*target
+	var lastErr error
+	for attempt := 0; ; attempt++ {
+		t := p.pick(tried)
+		if t == nil {
+			if lastErr != nil {
+				return nil, lastErr // every target tried refused: a bad gateway
+			}
+			return nil, fmt.Errorf("upstream pool %q: %w", p.name, ErrNoHealthyUpstream)
+		}
+		out, err := p.outRequest(req, t, attempt)
+		if err != nil {
+			return nil, err
+		}
+		t.inflight.Add(1)
+		res, err := p.transport.RoundTrip(out)
+		if err == nil {
+			p.succeeded(t)
+			res.Body = countBody(res.Body, t)
+			return res, nil
+		}
+		t.inflight.Add(-1)
+		if req.Context().Err() != nil {
+			// The caller gave up (client gone, timeout): not the target's fault.
+			return nil, err
+		}
+		p.failed(t, err)
+		if !neverConnected(err) || !retryable || attempt >= p.retries {
+			return nil, err
+		}
+		p.log.Debug("retrying on another target", "target", t.url.String(), "error", err)
+		lastErr = err
+		tried = append(tried, t)
+	}
+}
+
+// outRequest is a shallow copy of req aimed at t. The headers are shared:
+// neither the pool nor the transport modifies them.
+func (p *Pool) outRequest(req *http.Request, t *target, attempt int) (*http.Request, error) {
+	out := new(http.Request)
+	*out = *req
+	out.URL = joinURL(t.url, req.URL)
+	if attempt > 0 && req.Body != nil && req.Body != http.NoBody {
+		body, err := req.GetBody()
+		if err != nil {
+			return nil, fmt.Errorf("upstream pool %q: request body for retry: %w", p.name, err)
+		}
+		out.Body = body
+	}
+	return out, nil
+}
+
+// isIdempotent reports whether req may be sent twice (RFC 9110 section 9.2.2),
+// counting an Idempotency-Key header as net/http's Transport does.
+func isIdempotent(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	_, ok := req.Header["Idempotency-Key"]
+	if !ok {
+		_, ok = req.Header["X-Idempotency-Key"]
+	}
+	return ok
+}
+
+// neverConnected reports whether err says no connection to the upstream was
+// established, so nothing of the request was sent.
+func neverConnected(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// joinURL returns target with req's path joined to its base path (keeping
+// RawPath consistent) and req's query.
+func joinURL(target, req *url.URL) *url.URL {
+	u := *target
+	u.RawQuery = req.RawQuery
+	if target.Path == "" || target.Path == "/" && target.RawPath == "" {
+		u.Path, u.RawPath = req.Path, req.RawPath
+		if u.Path == "" {
+			u.Path = "/"
+		}
+		return &u
+	}
+	u.Path, u.RawPath = joinURLPath(target, req)
+	return &u
+}
+
+// joinURLPath is net/http/httputil's: it joins a's and b's paths with one
+// slash, and their escaped forms when either has a RawPath.
+func joinURLPath(a, b *url.URL) (path, rawpath string) {
+	if a.RawPath == "" && b.RawPath == "" {
+		return singleJoiningSlash(a.Path, b.Path), ""
+	}
+	apath := a.EscapedPath()
+	bpath := b.EscapedPath()
+	aslash := strings.HasSuffix(apath, "/")
+	bslash := strings.HasPrefix(bpath, "/")
+	switch {
+	case aslash && bslash:
+		return a.Path + b.Path[1:], apath + bpath[1:]
+	case !aslash && !bslash:
+		return a.Path + "/" + b.Path, apath + "/" + bpath
+	}
+	return a.Path + b.Path, apath + bpath
+}
+
+func singleJoiningSlash(a, b string) string {
+	aslash := strings.HasSuffix(a, "/")
+	bslash := strings.HasPrefix(b, "/")
+	switch {
+	case aslash && bslash:
+		return a + b[1:]
+	case !aslash && !bslash:
+		return a + "/" + b
+	}
+	return a + b
+}
+
+// countBody wraps a response body so the target's in-flight count drops
+// when it is closed. A 101 body stays an io.ReadWriteCloser.
+func countBody(body io.ReadCloser, t *target) io.ReadCloser {
+	cb := &countedBody{ReadCloser: body, t: t}
+	if rwc, ok := body.(io.ReadWriteCloser); ok {
+		return &countedRWC{countedBody: cb, w: rwc}
+	}
+	return cb
+}
+
+type countedBody struct {
+	io.ReadCloser
+	t      *target
+	closed atomic.Bool
+}
+
+func (b *countedBody) Close() error {
+	if b.closed.CompareAndSwap(false, true) {
+		b.t.inflight.Add(-1)
+	}
+	return b.ReadCloser.Close()
+}
+
+type countedRWC struct {
+	*countedBody
+	w io.Writer
+}
+
+func (b *countedRWC) Write(p []byte) (int, error) { return b.w.Write(p) }
+
+// CloseWrite half-closes the upgraded connection, as the transport's own
+// 101 body does, so ReverseProxy can propagate a half-close.
+func (b *countedRWC) CloseWrite() error { return closeWrite(b.w) }
+
+func closeWrite(w io.Writer) error {
+	if cw, ok := w.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return fmt.Errorf("CloseWrite: %w", http.ErrNotSupported)
+}
