@@ -270,7 +270,7 @@ func TestRead(t *testing.T) {
 			return []string{name + "=" + e.good}
 		}, want: ErrRevoked},
 		{name: "user_revoked_before_session_issued", cookies: func(t *testing.T, e env) []string {
-			e.rev.RevokeUserBefore("alice", t0)
+			e.rev.RevokeUserBefore("alice", t0.Add(-time.Second))
 			return []string{name + "=" + e.good}
 		}},
 		{name: "other_session_revoked", cookies: func(t *testing.T, e env) []string {

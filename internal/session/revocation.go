@@ -13,8 +13,8 @@ import (
 //
 //   - SessionID != "": that one session is revoked (logout). Until is when
 //     the session would have expired anyway; after Until the entry may be pruned.
-//   - User != "": every session of User issued strictly before Before
-//     (truncated to whole seconds) is revoked (user disable, password change). Until is when the newest such
+//   - User != "": every session of User issued before or in the same
+//     second as Before is revoked (user disable, password change). Until is when the newest such
 //     session expires anyway (Before + the absolute lifetime); after Until the
 //     entry may be pruned. A zero Until means the entry is never pruned.
 //
@@ -80,8 +80,9 @@ func (r *Revocations) revokeSessionLocked(id string, until time.Time) {
 // RevokeUserBefore revokes every session of user issued before t (used by
 // "sekisho user disable" and password changes). A later call with an earlier t
 // does not shorten the revocation. t is truncated to whole seconds, the
-// precision of Session.IssuedAt, so a session issued in the same second as
-// the revocation (the new session after a password change) stays valid. The
+// precision of Session.IssuedAt, and a session issued in that same second is
+// revoked too (fail closed: a sign-in racing a disable must not survive it;
+// after a password change the user may have to sign in once more). The
 // entry is never pruned (there is at most
 // one per user); rows applied from a Source carry an Until and are pruned.
 // An empty user is ignored.
@@ -124,7 +125,11 @@ func (r *Revocations) IsRevoked(s Session) bool {
 	if _, ok := r.sessions[s.ID]; ok {
 		return true
 	}
-	if u, ok := r.users[s.User]; ok && s.IssuedAt.Before(u.before) {
+	// Sessions carry whole seconds, so one issued in the same second as the
+	// revocation cannot be told apart from one issued just before it: it is
+	// revoked too (fail closed; the user simply signs in again). Otherwise a
+	// sign-in racing `sekisho user disable` could keep a session alive.
+	if u, ok := r.users[s.User]; ok && !s.IssuedAt.After(u.before) {
 		return true
 	}
 	return false

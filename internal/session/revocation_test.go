@@ -29,11 +29,13 @@ func TestRevocations(t *testing.T) {
 		{name: "other_session_id", revoke: func(r *Revocations) { r.RevokeSession("b", t0.Add(time.Hour)) }, s: sess("a", "alice", t0), want: false},
 		{name: "empty_id_ignored", revoke: func(r *Revocations) { r.RevokeSession("", t0.Add(time.Hour)) }, s: sess("", "alice", t0), want: false},
 		{name: "revoked_user_before_issue", revoke: func(r *Revocations) { r.RevokeUserBefore("alice", t0.Add(time.Second)) }, s: sess("a", "alice", t0), want: true},
-		{name: "user_revoked_at_issue_time", revoke: func(r *Revocations) { r.RevokeUserBefore("alice", t0) }, s: sess("a", "alice", t0), want: false},
+		{name: "user_revoked_at_issue_time_fails_closed", revoke: func(r *Revocations) { r.RevokeUserBefore("alice", t0) }, s: sess("a", "alice", t0), want: true},
+		{name: "session_issued_second_after_revocation_survives", revoke: func(r *Revocations) { r.RevokeUserBefore("alice", t0.Add(-time.Second)) }, s: sess("a", "alice", t0), want: false},
 		{name: "session_after_user_revocation", revoke: func(r *Revocations) { r.RevokeUserBefore("alice", t0.Add(-time.Hour)) }, s: sess("a", "alice", t0), want: false},
-		{name: "session_issued_same_second_after_revocation_survives", revoke: func(r *Revocations) {
+		// A sign-in racing `user disable` in the same second must not survive it.
+		{name: "disable_racing_sign_in_same_second_revokes", revoke: func(r *Revocations) {
 			r.RevokeUserBefore("alice", t0.Add(700*time.Millisecond))
-		}, s: sess("a", "alice", t0), want: false},
+		}, s: sess("a", "alice", t0), want: true},
 		{name: "session_issued_second_before_revocation", revoke: func(r *Revocations) {
 			r.RevokeUserBefore("alice", t0.Add(1700*time.Millisecond))
 		}, s: sess("a", "alice", t0), want: true},

@@ -1,0 +1,146 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/store"
+)
+
+// ErrBadCredentials is the one answer for an unknown user, a wrong password,
+// a disabled account or a corrupt stored hash, so a login form does not tell
+// an attacker which names exist. Errors returned by Login wrap it together
+// with an internal cause for the log: show users only this sentinel's text,
+// never err.Error().
+var ErrBadCredentials = errors.New("invalid user name or password")
+
+// ErrLocked means too many failed logins for the account or the client
+// address; Login returns a *LockedError, which errors.Is ErrLocked.
+var ErrLocked = errors.New("too many failed sign-in attempts; try again later")
+
+// LockedError is returned by Login while the throttle refuses attempts.
+type LockedError struct {
+	// RetryAfter is how long until attempts are accepted again, for a
+	// Retry-After header.
+	RetryAfter time.Duration
+}
+
+// Error returns the user-facing text with the wait rounded up to seconds.
+func (e *LockedError) Error() string {
+	secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
+	return ErrLocked.Error() + " (in " + strconv.FormatInt(secs, 10) + "s)"
+}
+
+// Is makes errors.Is(err, ErrLocked) true.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// UserGetter is the part of the store Login needs; *store.SQLite and any
+// store.Users satisfy it.
+type UserGetter interface {
+	// GetUser returns the user or an error wrapping store.ErrNotFound.
+	GetUser(ctx context.Context, name string) (store.User, error)
+}
+
+// Authenticator checks local user names and passwords.
+type Authenticator struct {
+	store    UserGetter
+	throttle *Throttle
+	now      func() time.Time
+	// dummy is a hash with DefaultParams that unknown users are verified
+	// against, so they cost the same time as known ones.
+	dummy string
+	// verify is Verify; tests count calls through it.
+	verify func(hash, password string) (bool, error)
+}
+
+// NewAuthenticator returns an Authenticator over st. throttle may be nil
+// (no throttling; only for tests and tools). now nil means time.Now. It
+// computes one argon2id hash up front, so it takes tens of milliseconds.
+func NewAuthenticator(st UserGetter, throttle *Throttle, now func() time.Time) (*Authenticator, error) {
+	if st == nil {
+		return nil, errors.New("local authenticator: store is nil")
+	}
+	if now == nil {
+		now = time.Now
+	}
+	dummy, err := Hash("sekisho-dummy-password-for-unknown-users")
+	if err != nil {
+		return nil, fmt.Errorf("local authenticator: %w", err)
+	}
+	return &Authenticator{store: st, throttle: throttle, now: now, dummy: dummy, verify: Verify}, nil
+}
+
+// Login checks username and password for a request from clientIP (the
+// client address the listener determined, used for throttling) and returns
+// the user's Identity (Kind Session, Provider "local", AuthTime now).
+//
+// Errors: one wrapping ErrBadCredentials for every credential failure, a
+// *LockedError while throttled (checked before any hashing, so a locked-out
+// attacker costs no CPU), or a store failure, which is neither and should be
+// answered as an internal error.
+func (a *Authenticator) Login(ctx context.Context, username, password, clientIP string) (identity.Identity, error) {
+	name, nameErr := store.CanonicalName(username)
+	if nameErr != nil {
+		name = "" // not tracked per account: it cannot exist
+	}
+	if ok, wait := a.throttle.Allowed(name, clientIP); !ok {
+		return identity.Identity{}, &LockedError{RetryAfter: wait}
+	}
+	fail := func(cause error) (identity.Identity, error) {
+		a.throttle.Fail(name, clientIP)
+		return identity.Identity{}, fmt.Errorf("%w: %w", ErrBadCredentials, cause)
+	}
+	if nameErr != nil {
+		a.spend(password)
+		return fail(nameErr)
+	}
+	if len(password) > MaxPasswordBytes {
+		// Not hashed: hashing cost grows with input. Length is no secret.
+		return fail(fmt.Errorf("password for %q longer than %d bytes", name, MaxPasswordBytes))
+	}
+	u, err := a.store.GetUser(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		a.spend(password)
+		return fail(fmt.Errorf("no local user %q", name))
+	}
+	if err != nil {
+		return identity.Identity{}, fmt.Errorf("local login for %q: %w", name, err)
+	}
+	if u.PasswordHash == "" {
+		a.spend(password)
+		return fail(fmt.Errorf("user %q has no password set", name))
+	}
+	ok, err := a.verify(u.PasswordHash, password)
+	if err != nil {
+		return fail(fmt.Errorf("stored hash of user %q: %w", name, err))
+	}
+	if !ok {
+		return fail(fmt.Errorf("wrong password for user %q", name))
+	}
+	if u.Disabled {
+		// Checked after the hash so a disabled account answers no faster.
+		return fail(fmt.Errorf("user %q is disabled", name))
+	}
+	a.throttle.Succeed(name, clientIP)
+	return identity.Identity{
+		Kind:     identity.Session,
+		User:     u.Name,
+		Email:    u.Email,
+		Groups:   u.Groups,
+		Provider: "local",
+		AuthTime: a.now(),
+	}, nil
+}
+
+// spend verifies password against the dummy hash, to take as long as a real
+// check.
+func (a *Authenticator) spend(password string) {
+	if len(password) > MaxPasswordBytes {
+		password = password[:MaxPasswordBytes]
+	}
+	_, _ = a.verify(a.dummy, password)
+}

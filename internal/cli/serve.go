@@ -1,0 +1,72 @@
+package cli
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/sekisho/sekisho/internal/server"
+)
+
+func runServe(env Env, args []string) error {
+	fs := flags(env, "serve", "serve [--config FILE] [--address HOST:PORT] [--data-dir DIR]")
+	cfgPath := fs.String("config", "", "config file (default: the embedded quickstart)")
+	addr := fs.String("address", "", "override listen.address")
+	dataDir := fs.String("data-dir", "", "override data_dir")
+	logFormat := fs.String("log-format", "text", "operational log format: text or json")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
+	}
+	logger, err := newLogger(env, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *addr != "" || *dataDir != "" {
+		if *addr != "" {
+			cfg.Listen.Address = *addr
+		}
+		if *dataDir != "" {
+			cfg.DataDir = *dataDir
+		}
+		if err := cfg.Validate(); err != nil {
+			return configError{err}
+		}
+	}
+	if err := server.Check(cfg, defaultSecrets()); err != nil {
+		return configError{err}
+	}
+	srv, err := server.New(cfg, server.Options{Logger: logger, Stdout: env.Stdout, Stderr: env.Stderr})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return srv.Run(ctx, nil)
+}
+
+func newLogger(env Env, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{"--log-level " + level + ": want debug, info, warn or error"}
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(env.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(env.Stderr, opts)), nil
+	}
+	return nil, usageError{"--log-format " + format + ": want text or json"}
+}

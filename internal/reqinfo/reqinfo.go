@@ -1,0 +1,49 @@
+// Package reqinfo carries what the gateway learned about a request (its id,
+// the client's address) through the context, so error pages, audit lines and
+// upstream errors all name the same request id.
+package reqinfo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net/netip"
+)
+
+// Info is set once per request by the pipeline.
+type Info struct {
+	// ID is the request id sent to the client (X-Request-Id), the upstream
+	// and the audit log.
+	ID string
+	// ClientIP is the client's address after trusted-proxy resolution.
+	ClientIP netip.Addr
+	// Route is the name of the matched route, "" before routing.
+	Route string
+	// User, Kind and Provider name the identity, once known.
+	User, Kind, Provider string
+	// Decision and Reason are what the gateway decided, for the audit line.
+	// Handlers of sekisho's own endpoints (sign-in) fill them in too.
+	Decision, Reason string
+}
+
+type key struct{}
+
+// With returns ctx carrying info.
+func With(ctx context.Context, info *Info) context.Context {
+	return context.WithValue(ctx, key{}, info)
+}
+
+// From returns the request's Info, or an empty one if none was set.
+func From(ctx context.Context) *Info {
+	if i, ok := ctx.Value(key{}).(*Info); ok {
+		return i
+	}
+	return &Info{}
+}
+
+// NewID returns a random 16-hex-digit request id.
+func NewID() string {
+	var b [8]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,258 @@
+package route
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/audit"
+	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/pathnorm"
+	"github.com/sekisho/sekisho/internal/redirect"
+	"github.com/sekisho/sekisho/internal/reqinfo"
+	"github.com/sekisho/sekisho/internal/web"
+)
+
+// Route is one configured route at run time.
+type Route struct {
+	// Name is the route's config name and the assertion's audience.
+	Name string
+	// Policy decides who may pass.
+	Policy *authz.Policy
+	// Upstream serves allowed requests: a streaming reverse proxy whose
+	// Rewrite hook is the Pipeline's Rewrite.
+	Upstream http.Handler
+}
+
+// Authenticator finds who made a request. It returns the anonymous identity
+// (and no error) when the request carries no credential; an error means a
+// credential was present but refused, which the pipeline logs and then
+// treats as anonymous. It may write headers (a refreshed session cookie).
+type Authenticator interface {
+	Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error)
+}
+
+// Signer mints the assertion JWT for a route's audience.
+type Signer interface {
+	Sign(audience string, id identity.Identity) (string, error)
+}
+
+// ClientResolver finds the client's address and the scheme and host it used,
+// believing forwarding headers only from trusted proxies.
+type ClientResolver interface {
+	ClientIP(r *http.Request) (netip.Addr, error)
+	Proto(r *http.Request) string
+	Host(r *http.Request) string
+}
+
+// Observer records one finished request (Prometheus metrics). nil: none.
+type Observer interface {
+	Observe(route, decision string, status int, elapsed time.Duration)
+}
+
+// Pipeline is the request path: resolve the client, normalise the path,
+// route, authenticate, authorize, forward, audit. It is an http.Handler.
+type Pipeline struct {
+	Router  *Router[*Route]
+	Portal  http.Handler
+	Authn   Authenticator
+	Signer  Signer
+	Clients ClientResolver
+	Audit   *audit.Logger
+	Metrics Observer
+	// OwnCookies are sekisho's cookie names, removed before forwarding.
+	OwnCookies []string
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// forward is what Rewrite needs from the inbound request.
+type forward struct {
+	id        identity.Identity
+	route     *Route
+	clean     string
+	escaped   string
+	clientIP  netip.Addr
+	proto     string
+	host      string
+	requestID string
+}
+
+type forwardKey struct{}
+
+func (p *Pipeline) now() time.Time {
+	if p.Now != nil {
+		return p.Now()
+	}
+	return time.Now()
+}
+
+// ServeHTTP runs one request down the road.
+func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := p.now()
+	info := &reqinfo.Info{ID: reqinfo.NewID()}
+	r = r.WithContext(reqinfo.With(r.Context(), info))
+	// Everything is the gateway's answer until the request is handed to an
+	// upstream; UpstreamError marks its own answers again.
+	rec := &recorder{ResponseWriter: w, generated: true}
+	rec.Header().Set(HeaderRequestID, info.ID)
+	defer func() { p.finish(rec, r, info, start) }()
+
+	ip, err := p.Clients.ClientIP(r)
+	if err != nil {
+		info.Decision, info.Reason = "deny", "malformed forwarding header from a trusted proxy: "+err.Error()
+		web.Error(rec, r, http.StatusBadRequest, "The request's forwarding headers are malformed.")
+		return
+	}
+	info.ClientIP = ip
+	clean, escaped, err := pathnorm.Normalize(r.URL.EscapedPath())
+	if err != nil {
+		info.Decision, info.Reason = "deny", "path refused: "+err.Error()
+		web.Error(rec, r, http.StatusBadRequest, "The request path is not valid.")
+		return
+	}
+	if strings.HasPrefix(clean, web.Prefix) || clean == strings.TrimSuffix(web.Prefix, "/") {
+		r.URL.Path, r.URL.RawPath = clean, ""
+		p.Portal.ServeHTTP(rec, r)
+		return
+	}
+	rt, ok := p.Router.Match(r.Host, clean)
+	if !ok {
+		info.Decision, info.Reason = "deny", "no route for this host and path"
+		web.Error(rec, r, http.StatusNotFound, "There is no app at this address.")
+		return
+	}
+	info.Route = rt.Name
+	id, err := p.Authn.Authenticate(rec, r)
+	if err != nil {
+		p.Logger.Debug("credential refused", "request_id", info.ID, "err", err)
+	}
+	if id.Authenticated() {
+		info.User, info.Kind, info.Provider = id.User, string(id.Kind), id.Provider
+	}
+	d := rt.Policy.Decide(id)
+	info.Reason = d.Reason
+	switch {
+	case d.NeedsLogin && err != nil:
+		info.Reason = "credential refused: " + err.Error()
+		fallthrough
+	case d.NeedsLogin:
+		if web.WantsJSON(r) {
+			info.Decision = "deny"
+			web.Error(rec, r, http.StatusUnauthorized, "Sign-in required: send a valid credential.")
+			return
+		}
+		info.Decision = "login"
+		target := r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		rec.Header().Set("Cache-Control", "no-store")
+		http.Redirect(rec, r, redirect.LoginURL(target), http.StatusFound)
+		return
+	case !d.Allow:
+		info.Decision = "deny"
+		web.Error(rec, r, http.StatusForbidden, "You are signed in, but this app does not allow your account.")
+		return
+	}
+	info.Decision = "allow"
+	fw := &forward{id: id, route: rt, clean: clean, escaped: escaped, clientIP: ip,
+		proto: p.Clients.Proto(r), host: p.Clients.Host(r), requestID: info.ID}
+	rec.generated = false
+	rt.Upstream.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
+}
+
+// Rewrite is the upstream proxy's hook: it builds the outbound request from
+// what the pipeline decided. The client never speaks for the gateway: every
+// owned header is removed before sekisho sets its own.
+func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
+	out := pr.Out
+	stripOwned(out.Header)
+	stripCookies(out.Header, p.OwnCookies...)
+	fw, ok := pr.In.Context().Value(forwardKey{}).(*forward)
+	if !ok {
+		return // not from the pipeline (cannot happen in the server); nothing is vouched for
+	}
+	out.URL.Path = fw.clean
+	out.URL.RawPath = ""
+	if fw.escaped != fw.clean {
+		out.URL.RawPath = fw.escaped
+	}
+	h := out.Header
+	h.Set("X-Forwarded-For", fw.clientIP.String())
+	h.Set("X-Forwarded-Proto", fw.proto)
+	h.Set("X-Forwarded-Host", fw.host)
+	h.Set(HeaderRequestID, fw.requestID)
+	if !fw.id.Authenticated() {
+		return
+	}
+	h.Set(HeaderUser, headerSafe(fw.id.User))
+	if fw.id.Email != "" {
+		h.Set(HeaderEmail, headerSafe(fw.id.Email))
+	}
+	if len(fw.id.Groups) > 0 {
+		h.Set(HeaderGroups, headerSafe(strings.Join(fw.id.Groups, ",")))
+	}
+	if p.Signer != nil {
+		tok, err := p.Signer.Sign(fw.route.Name, fw.id)
+		if err != nil {
+			// The app gets no assertion rather than a request without one
+			// silently looking vouched for; log loudly.
+			p.Logger.Error("sign assertion", "route", fw.route.Name, "request_id", fw.requestID, "err", err)
+			return
+		}
+		h.Set(HeaderAssertion, tok)
+	}
+}
+
+func (p *Pipeline) finish(rec *recorder, r *http.Request, info *reqinfo.Info, start time.Time) {
+	elapsed := p.now().Sub(start)
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+		if rec.hijacked {
+			status = http.StatusSwitchingProtocols
+		}
+	}
+	if p.Metrics != nil {
+		p.Metrics.Observe(info.Route, info.Decision, status, elapsed)
+	}
+	if info.Reason == "health check" || info.Reason == "key set" {
+		return // probes would drown the decision log
+	}
+	path := r.URL.Path
+	if c, _, err := pathnorm.Normalize(r.URL.EscapedPath()); err == nil {
+		path = c
+	}
+	p.Audit.Log(&audit.Entry{
+		Time: start.UTC(), RequestID: info.ID, Route: info.Route, Host: r.Host, Method: r.Method,
+		Path: path, ClientIP: info.ClientIP.String(), User: info.User, Kind: info.Kind, Provider: info.Provider,
+		Decision: info.Decision, Reason: info.Reason, Status: status, Bytes: rec.bytes, Duration: elapsed.Microseconds(),
+	})
+}
+
+// UpstreamError is the upstream proxy's ErrorHandler: 502 when the upstream
+// failed, 503 when no healthy upstream remains, 504 when it was too slow.
+// The client gets a page or JSON with the request id; the cause goes to the
+// log and the audit line.
+func (p *Pipeline) UpstreamError(w http.ResponseWriter, r *http.Request, status int, err error) {
+	if rec, ok := w.(*recorder); ok {
+		rec.generated = true
+	}
+	info := reqinfo.From(r.Context())
+	info.Reason += "; upstream failed: " + err.Error()
+	p.Logger.Warn("upstream error", "request_id", info.ID, "route", info.Route, "status", status, "err", err)
+	msg := "The app did not answer properly. Try again in a moment."
+	switch status {
+	case http.StatusServiceUnavailable:
+		msg = "The app is unavailable: no healthy server is left to answer. Try again later."
+	case http.StatusGatewayTimeout:
+		msg = "The app took too long to answer."
+	}
+	web.Error(w, r, status, msg)
+}

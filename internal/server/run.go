@@ -1,0 +1,186 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/certs"
+	"github.com/sekisho/sekisho/internal/config"
+)
+
+// tlsSetup is the provisioned certificate manager, nil when TLS is off.
+type tlsSetup struct {
+	mgr *certs.Manager
+}
+
+func certOptions(cfg *config.Config, s *Server) certs.Options {
+	t := cfg.Listen.TLS
+	o := certs.Options{
+		Mode: t.Mode, CertFile: t.CertFile, KeyFile: t.KeyFile, SelfSignedHosts: t.SelfSignedHosts,
+		ACME:    certs.ACMEOptions{DirectoryURL: t.ACME.DirectoryURL, Email: t.ACME.Email, Domains: t.ACME.Domains, CARootsFile: t.ACME.CARootsFile},
+		DataDir: cfg.DataDir,
+	}
+	if _, port, err := net.SplitHostPort(cfg.Listen.Address); err == nil {
+		o.HTTPSPort, _ = strconv.Atoi(port)
+	}
+	if s != nil {
+		o.Now = s.opts.Now
+		o.Logger = s.log.With("component", "tls")
+	}
+	return o
+}
+
+func (s *Server) provisionTLS() (*tlsSetup, error) {
+	if !s.cfg.TLSOn() {
+		return nil, nil
+	}
+	mgr, err := certs.New(certOptions(s.cfg, s))
+	if err != nil {
+		return nil, err
+	}
+	return &tlsSetup{mgr: mgr}, nil
+}
+
+// Listening is called once every listener is bound, with their addresses
+// (useful with port 0 in tests). nil: nothing is called.
+type Listening func(public, redirect, admin net.Addr)
+
+// Run serves until ctx is cancelled (SIGTERM), then shuts down gracefully:
+// it stops accepting, lets in-flight requests (streams included) finish
+// within shutdown_grace, then ends the remaining streams cleanly and closes.
+func (s *Server) Run(ctx context.Context, ready Listening) error {
+	cfg := s.cfg
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
+	handler := s.handler
+	if s.tlsConfig != nil {
+		if max := cfg.Listen.HSTSMaxAge.D(); max > 0 {
+			handler = certs.HSTS(handler, max)
+		}
+	}
+	errLog := slog.NewLogLogger(s.log.With("component", "http").Handler(), slog.LevelWarn)
+	public := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.Listen.ReadHeaderTimeout.D(),
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    cfg.Listen.MaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
+		ErrorLog:          errLog,
+	}
+	ln, err := net.Listen("tcp", cfg.Listen.Address)
+	if err != nil {
+		return fmt.Errorf("listen.address: %w", err)
+	}
+	if s.tlsConfig != nil {
+		public.TLSConfig = s.tlsConfig.mgr.TLSConfig()
+		ln = tls.NewListener(ln, public.TLSConfig)
+	}
+	servers := []*http.Server{public}
+	listeners := []net.Listener{ln}
+	var redirectAddr, adminAddr net.Addr
+	if s.tlsConfig != nil && cfg.Listen.HTTPRedirectAddress != "" {
+		rl, err := net.Listen("tcp", cfg.Listen.HTTPRedirectAddress)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("listen.http_redirect_address: %w", err)
+		}
+		redirectAddr = rl.Addr()
+		servers = append(servers, &http.Server{Handler: s.tlsConfig.mgr.HTTPHandler(nil), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog})
+		listeners = append(listeners, rl)
+	}
+	if cfg.Admin.Address != "" {
+		al, err := net.Listen("tcp", cfg.Admin.Address)
+		if err != nil {
+			for _, l := range listeners {
+				l.Close()
+			}
+			return fmt.Errorf("admin.address: %w", err)
+		}
+		adminAddr = al.Addr()
+		servers = append(servers, &http.Server{Handler: s.metrics.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog})
+		listeners = append(listeners, al)
+	}
+
+	// Background work: health checks and revocation polling.
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	for _, p := range s.pools {
+		go p.Start(bg)
+	}
+	go s.revoked.Poll(bg, s.store, 2*time.Second, s.log.With("component", "revocations"))
+
+	serveErr := make(chan error, len(servers))
+	for i := range servers {
+		go func(srv *http.Server, l net.Listener) {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}(servers[i], listeners[i])
+	}
+	scheme := "http"
+	if s.tlsConfig != nil {
+		scheme = "https"
+	}
+	s.log.Info("sekisho is serving", "address", ln.Addr().String(), "url", scheme+"://"+displayAddr(ln.Addr()), "routes", len(cfg.Routes), "tls", cfg.Listen.TLS.Mode)
+	if ready != nil {
+		ready(ln.Addr(), redirectAddr, adminAddr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+	}
+	s.shutdown(servers, cancelBase)
+	return runErr
+}
+
+// shutdown drains every server within the grace period; what is still open
+// then (long streams) is ended by cancelling the request contexts, so each
+// stream's handler returns and the response is terminated properly.
+func (s *Server) shutdown(servers []*http.Server, cancelBase context.CancelFunc) {
+	grace := s.cfg.ShutdownGrace.D()
+	s.log.Info("shutting down", "grace", grace.String())
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, srv := range servers {
+		wg.Add(1)
+		go func(srv *http.Server) {
+			defer wg.Done()
+			if err := srv.Shutdown(ctx); err != nil {
+				cancelBase()
+				end, c2 := context.WithTimeout(context.Background(), 2*time.Second)
+				defer c2()
+				if srv.Shutdown(end) != nil {
+					srv.Close()
+				}
+			}
+		}(srv)
+	}
+	wg.Wait()
+	cancelBase() // WebSockets (hijacked, invisible to Shutdown) end here
+	if err := s.audit.Flush(); err != nil {
+		s.log.Error("flush audit log", "err", err)
+	}
+	s.log.Info("stopped")
+}
+
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if host == "127.0.0.1" || host == "::1" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,361 @@
+// Package server provisions everything a config describes (store, keys,
+// pools, certificates, the request pipeline) and runs the listeners with a
+// graceful shutdown. Provisioning follows load -> provision -> validate ->
+// run: `sekisho check` runs Check, which shares the validation but neither
+// listens nor writes anything.
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/sekisho/sekisho/internal/assert"
+	"github.com/sekisho/sekisho/internal/audit"
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/authn/local"
+	"github.com/sekisho/sekisho/internal/authz"
+	"github.com/sekisho/sekisho/internal/clientip"
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/metrics"
+	"github.com/sekisho/sekisho/internal/route"
+	"github.com/sekisho/sekisho/internal/secret"
+	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/store"
+	"github.com/sekisho/sekisho/internal/upstream"
+	"github.com/sekisho/sekisho/internal/web"
+	"github.com/sekisho/sekisho/internal/whoami"
+	"github.com/sekisho/sekisho/pkg/verify"
+)
+
+// Options are what the command line hands the server besides the config.
+type Options struct {
+	// Logger for operational logs. nil: slog.Default().
+	Logger *slog.Logger
+	// Stdout and Stderr receive the audit log when audit.output says so,
+	// and the first-start message. nil: os.Stdout / os.Stderr.
+	Stdout, Stderr io.Writer
+	// Secrets resolves secret references. Zero value: environment and files.
+	Secrets secret.Resolver
+	// Now is the clock. nil: time.Now.
+	Now func() time.Time
+}
+
+// Server is a provisioned gateway, ready to Run.
+type Server struct {
+	cfg       *config.Config
+	opts      Options
+	log       *slog.Logger
+	store     *store.SQLite
+	revoked   *session.Revocations
+	sessions  *session.Codec
+	signer    *assert.Signer
+	pools     []*upstream.Pool
+	builtins  []*http.Server
+	audit     *audit.Logger
+	metrics   *metrics.Metrics
+	pipeline  *route.Pipeline
+	handler   http.Handler
+	tlsConfig *tlsSetup
+	closers   []func() error
+}
+
+// Handler returns the public listener's handler (for in-process tests).
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// New provisions the gateway: opens the store, loads or creates keys, starts
+// built-in upstreams, builds pools, routes and the pipeline. The config must
+// have passed Validate. On error, everything opened so far is closed.
+func New(cfg *config.Config, opts Options) (_ *Server, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Stdout == nil {
+		opts.Stdout = os.Stdout
+	}
+	if opts.Stderr == nil {
+		opts.Stderr = os.Stderr
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	for _, r := range cfg.Risks() {
+		s.log.Warn("risky configuration", "risk", r)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "sekisho.db")); err != nil {
+		return nil, err
+	}
+	s.closers = append(s.closers, s.store.Close)
+	if err := s.provisionSessions(); err != nil {
+		return nil, err
+	}
+	if err := s.provisionSigner(); err != nil {
+		return nil, err
+	}
+	if err := s.openAudit(); err != nil {
+		return nil, err
+	}
+	if s.tlsConfig, err = s.provisionTLS(); err != nil {
+		return nil, err
+	}
+	if err := s.provisionRoutes(); err != nil {
+		return nil, err
+	}
+	if cfg.LocalEnabled() {
+		if err := s.firstStart(context.Background()); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Server) provisionSessions() error {
+	cfg := s.cfg
+	var keys [][]byte
+	for i, ref := range cfg.Session.Keys {
+		raw, err := s.opts.Secrets.Resolve(ref)
+		if err != nil {
+			return fmt.Errorf("session.keys[%d]: %w", i, err)
+		}
+		k, err := session.ParseKey(string(raw))
+		if err != nil {
+			return fmt.Errorf("session.keys[%d] (%s): %w", i, ref, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		k, err := session.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "session.key"))
+		if err != nil {
+			return err
+		}
+		keys = [][]byte{k}
+	}
+	ring, err := session.NewKeyring(keys)
+	if err != nil {
+		return err
+	}
+	s.revoked = session.NewRevocations()
+	if err := s.revoked.Sync(context.Background(), s.store); err != nil {
+		return fmt.Errorf("load session revocations: %w", err)
+	}
+	s.sessions, err = session.NewCodec(session.Options{
+		Keyring: ring, Secure: cfg.SecureCookies(), Lifetime: cfg.Session.Lifetime.D(),
+		IdleTimeout: cfg.Session.IdleTimeout.D(), Now: s.opts.Now, Revocations: s.revoked,
+	})
+	return err
+}
+
+func (s *Server) provisionSigner() error {
+	cfg := s.cfg
+	var keys []*ecdsa.PrivateKey
+	for i, ref := range cfg.Assertion.Keys {
+		raw, err := s.opts.Secrets.Resolve(ref)
+		if err != nil {
+			return fmt.Errorf("assertion.keys[%d]: %w", i, err)
+		}
+		k, err := assert.ParseKeyPEM(raw)
+		if err != nil {
+			return fmt.Errorf("assertion.keys[%d] (%s): %w", i, ref, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		k, err := assert.LoadOrCreateKey(filepath.Join(cfg.DataDir, "assertion-key.pem"))
+		if err != nil {
+			return err
+		}
+		keys = []*ecdsa.PrivateKey{k}
+	}
+	var err error
+	s.signer, err = assert.NewSigner(assert.SignerOptions{Keys: keys, Issuer: cfg.Assertion.Issuer, Lifetime: cfg.Assertion.Lifetime.D(), Now: s.opts.Now})
+	return err
+}
+
+func (s *Server) openAudit() error {
+	switch out := s.cfg.Audit.Output; out {
+	case "stdout":
+		s.audit = audit.New(nopCloser{s.opts.Stdout})
+	case "stderr":
+		s.audit = audit.New(nopCloser{s.opts.Stderr})
+	default:
+		f, err := os.OpenFile(out, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("audit.output: %w", err)
+		}
+		s.audit = audit.New(f)
+	}
+	s.closers = append(s.closers, s.audit.Close)
+	return nil
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// provisionRoutes builds pools (starting built-in upstreams), the router
+// and the pipeline.
+func (s *Server) provisionRoutes() error {
+	cfg := s.cfg
+	pools := map[string]*upstream.Pool{}
+	for _, pc := range cfg.Pools {
+		targets, err := s.targets(pc)
+		if err != nil {
+			return err
+		}
+		po := upstream.PoolOptions{Name: pc.Name, Targets: targets, Balance: pc.Balance, MaxFails: pc.MaxFails,
+			EjectFor: pc.EjectFor.D(), Now: s.opts.Now, Logger: s.log.With("component", "upstream", "pool", pc.Name)}
+		if hc := pc.HealthCheck; hc != nil {
+			po.HealthCheck = &upstream.HealthCheck{Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D(),
+				HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold}
+		}
+		p, err := upstream.NewPool(po)
+		if err != nil {
+			return err
+		}
+		pools[pc.Name] = p
+		s.pools = append(s.pools, p)
+	}
+	resolver, err := clientip.New(cfg.Listen.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("listen.trusted_proxies: %w", err)
+	}
+	s.metrics = metrics.New(s.pools)
+	own := []string{s.sessions.CookieName(), "sekisho-csrf", "__Host-sekisho-csrf"}
+	pl := &route.Pipeline{
+		Router: &route.Router[*route.Route]{}, Authn: authn.Sessions{Codec: s.sessions}, Signer: s.signer,
+		Clients: resolver, Audit: s.audit, Metrics: s.metrics, OwnCookies: own,
+		Logger: s.log.With("component", "pipeline"), Now: s.opts.Now,
+	}
+	portal := &web.Portal{
+		Sessions: s.sessions, JWKS: s.signer.Handler(), SecureCookies: cfg.SecureCookies(),
+		Logger: s.log.With("component", "portal"), Logout: s.logout,
+	}
+	if cfg.LocalEnabled() {
+		la := cfg.LocalAccounts
+		auth, err := local.NewAuthenticator(s.store, local.NewThrottle(local.ThrottleOptions{
+			MaxFailures: la.MaxFailures, IPMaxFailures: la.IPMaxFailures, Window: la.Window.D(), Lockout: la.Lockout.D(), Now: s.opts.Now,
+		}), s.opts.Now)
+		if err != nil {
+			return err
+		}
+		portal.Local = auth
+	}
+	pl.Portal = portal
+	for _, rc := range cfg.Routes {
+		proxy := upstream.NewProxy(upstream.ProxyOptions{
+			Pool: pools[rc.Pool], Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
+			PreserveHost: rc.PreserveHost, Rewrite: pl.Rewrite, ErrorHandler: pl.UpstreamError,
+			Logger: s.log.With("component", "proxy", "route", rc.Name),
+		})
+		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy})
+	}
+	s.pipeline = pl
+	s.handler = pl
+	return nil
+}
+
+// targets turns a pool's URLs into targets, starting a built-in upstream on
+// a loopback port when the pool asks for one.
+func (s *Server) targets(pc config.Pool) ([]*url.URL, error) {
+	if pc.Builtin == "whoami" {
+		v, err := verify.NewWithKeys(jwks(s.signer), verify.Options{Issuer: s.cfg.Assertion.Issuer, InsecureAnyAudience: true, Now: s.opts.Now})
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: whoami verifier: %w", pc.Name, err)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: start built-in whoami: %w", pc.Name, err)
+		}
+		srv := &http.Server{Handler: whoami.New(whoami.Options{Verifier: v, Now: s.opts.Now}), ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(ln)
+		s.builtins = append(s.builtins, srv)
+		return []*url.URL{{Scheme: "http", Host: ln.Addr().String()}}, nil
+	}
+	var out []*url.URL
+	for _, raw := range pc.URLs {
+		u, err := url.Parse(raw)
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: upstream %q: %w", pc.Name, raw, err)
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+func jwks(sg *assert.Signer) jose.JSONWebKeySet {
+	var set jose.JSONWebKeySet
+	_ = json.Unmarshal(sg.JWKS(), &set) // our own output; covered by the assert tests
+	return set
+}
+
+// logout revokes a session on this replica at once and, through the store,
+// on every replica at their next poll.
+func (s *Server) logout(ctx context.Context, sess session.Session) error {
+	until := sess.IssuedAt.Add(s.cfg.Session.Lifetime.D())
+	s.revoked.RevokeSession(sess.ID, until)
+	return s.store.AddRevocation(ctx, session.Revocation{SessionID: sess.ID, Until: until})
+}
+
+// firstStart creates an "admin" account with a random password, printed
+// once, when local accounts are on and the store has no account at all.
+func (s *Server) firstStart(ctx context.Context) error {
+	n, err := s.store.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	pw, err := local.GeneratePassword()
+	if err != nil {
+		return err
+	}
+	hash, err := local.Hash(pw)
+	if err != nil {
+		return err
+	}
+	if err := s.store.CreateUser(ctx, store.User{Name: "admin", Groups: []string{"admins"}, PasswordHash: hash}); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return nil // another replica won the race
+		}
+		return err
+	}
+	fmt.Fprintf(s.opts.Stderr, "\nFirst start: created the account \"admin\" with the password\n\n    %s\n\nIt is shown only this once. Sign in, then choose your own with:\n    sekisho user passwd admin\nAdd people with: sekisho user add NAME --email ADDRESS\n\n", pw)
+	return nil
+}
+
+// Close releases everything New opened.
+func (s *Server) Close() error {
+	var errs []error
+	for _, b := range s.builtins {
+		b.Close()
+	}
+	for _, p := range s.pools {
+		p.CloseIdleConnections()
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		if err := s.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	s.closers = nil
+	return errors.Join(errs...)
+}

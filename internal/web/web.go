@@ -1,0 +1,122 @@
+// Package web renders what sekisho itself shows people and programs: the
+// sign-in and sign-out pages, and error pages or JSON errors. Every response
+// it writes carries the request id and the GeneratedHeader, so it is never
+// mistaken for the app's.
+package web
+
+import (
+	"embed"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/sekisho/sekisho/internal/reqinfo"
+)
+
+//go:embed templates/*.html
+var files embed.FS
+
+var pages = template.Must(template.ParseFS(files, "templates/*.html"))
+
+// GeneratedHeader marks responses that sekisho wrote, as opposed to the app.
+// The pipeline removes it from upstream responses, so an app cannot forge it.
+const GeneratedHeader = "Sekisho-Generated"
+
+// WantsJSON reports whether the request comes from a program rather than a
+// person navigating: it asks for JSON, is a CORS or XHR request, or carries a
+// bearer credential. Such clients get JSON errors and 401, never a redirect
+// to a sign-in page they cannot follow.
+func WantsJSON(r *http.Request) bool {
+	h := r.Header
+	if a := h.Get("Accept"); strings.Contains(a, "application/json") && !strings.Contains(a, "text/html") {
+		return true
+	}
+	if m := h.Get("Sec-Fetch-Mode"); m == "cors" || m == "no-cors" || m == "websocket" {
+		return true
+	}
+	if h.Get("X-Requested-With") != "" {
+		return true
+	}
+	for _, k := range []string{"Authorization", "Proxy-Authorization"} {
+		if v := h.Get(k); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
+			return true
+		}
+	}
+	return false
+}
+
+// secureHeaders are set on every page sekisho renders.
+func secureHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set(GeneratedHeader, "1")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+}
+
+// Titles for the statuses the gateway answers with.
+var titles = map[int]string{
+	400: "Bad request", 401: "Sign-in required", 403: "Access denied", 404: "Not found",
+	405: "Method not allowed", 429: "Too many requests", 500: "Gateway error",
+	502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout",
+}
+
+// ErrorBody is the JSON error sekisho sends to programs.
+type ErrorBody struct {
+	Error     string `json:"error"`
+	Message   string `json:"message"`
+	Status    int    `json:"status"`
+	RequestID string `json:"request_id"`
+}
+
+// Error answers with status and a user-facing message (never an internal
+// cause: log that separately), as JSON for programs or as a page for people.
+func Error(w http.ResponseWriter, r *http.Request, status int, message string) {
+	id := reqinfo.From(r.Context()).ID
+	secureHeaders(w)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sekisho"`)
+	}
+	title := titles[status]
+	if title == "" {
+		title = http.StatusText(status)
+	}
+	if WantsJSON(r) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(ErrorBody{Error: strings.ToLower(strings.ReplaceAll(title, " ", "_")), Message: message, Status: status, RequestID: id})
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	data := map[string]any{"Title": title, "Message": message, "RequestID": id}
+	if status == http.StatusForbidden {
+		data["SignIn"] = "/.sekisho/logout"
+	}
+	pages.ExecuteTemplate(w, "error.html", data)
+}
+
+// Render writes one of the templates with status 200 (or status if not 0).
+func Render(w http.ResponseWriter, r *http.Request, status int, name string, data map[string]any) {
+	secureHeaders(w)
+	data["RequestID"] = reqinfo.From(r.Context()).ID
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if status == 0 {
+		status = http.StatusOK
+	}
+	w.WriteHeader(status)
+	pages.ExecuteTemplate(w, name, data)
+}
+
+// RetryAfter sets Retry-After in whole seconds (at least 1).
+func RetryAfter(w http.ResponseWriter, secs float64) {
+	n := int(secs + 0.999)
+	if n < 1 {
+		n = 1
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(n))
+}
