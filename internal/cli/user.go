@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
 	"golang.org/x/term"
 
 	"github.com/sekisho/sekisho/internal/authn/local"
+	"github.com/sekisho/sekisho/internal/server"
 	"github.com/sekisho/sekisho/internal/store"
 )
 
@@ -64,7 +64,7 @@ func runUser(env Env, args []string) error {
 	if *dataDir != "" {
 		cfg.DataDir = *dataDir
 	}
-	st, err := store.OpenSQLite(filepath.Join(cfg.DataDir, "sekisho.db"))
+	st, err := server.OpenStore(cfg)
 	if err != nil {
 		return err
 	}

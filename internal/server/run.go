@@ -116,6 +116,7 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 		go p.Start(bg)
 	}
 	go s.revoked.Poll(bg, s.store, 2*time.Second, s.log.With("component", "revocations"))
+	go s.pruneRevocations(bg, 10*time.Minute)
 
 	serveErr := make(chan error, len(servers))
 	for i := range servers {

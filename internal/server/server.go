@@ -103,7 +103,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
-	if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "sekisho.db")); err != nil {
+	if s.store, err = OpenStore(cfg); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.store.Close)
@@ -156,8 +156,14 @@ func (s *Server) provisionSessions() error {
 		return err
 	}
 	s.revoked = session.NewRevocations()
-	if err := s.revoked.Sync(context.Background(), s.store); err != nil {
-		return fmt.Errorf("load session revocations: %w", err)
+	for { // Sync applies one batch; catch up with every revocation before serving
+		seq := s.revoked.Seq()
+		if err := s.revoked.Sync(context.Background(), s.store); err != nil {
+			return fmt.Errorf("load session revocations: %w", err)
+		}
+		if s.revoked.Seq() == seq {
+			break
+		}
 	}
 	s.sessions, err = session.NewCodec(session.Options{
 		Keyring: ring, Secure: cfg.SecureCookies(), Lifetime: cfg.Session.Lifetime.D(),
@@ -307,6 +313,32 @@ func jwks(sg *assert.Signer) jose.JSONWebKeySet {
 	var set jose.JSONWebKeySet
 	_ = json.Unmarshal(sg.JWKS(), &set) // our own output; covered by the assert tests
 	return set
+}
+
+// OpenStore opens the state database in the config's data directory. The
+// CLI uses it too, so revocations it writes (user disable, passwd) last as
+// long as the sessions they end.
+func OpenStore(cfg *config.Config) (*store.SQLite, error) {
+	return store.OpenSQLiteOptions(filepath.Join(cfg.DataDir, "sekisho.db"), store.Options{MaxSessionLifetime: cfg.Session.Lifetime.D()})
+}
+
+// pruneRevocations drops revocations of sessions that have expired anyway,
+// here and in the store, every interval until ctx ends.
+func (s *Server) pruneRevocations(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			now := s.opts.Now()
+			s.revoked.Prune(now)
+			if _, err := s.store.PruneRevocations(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune revocations", "err", err)
+			}
+		}
+	}
 }
 
 // logout revokes a session on this replica at once and, through the store,

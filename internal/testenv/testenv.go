@@ -266,4 +266,3 @@ func (e *Env) Do(c *http.Client, req *http.Request) (int, string, http.Header) {
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b), res.Header
 }
-

@@ -154,6 +154,12 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 			p.loginForm(w, r, http.StatusTooManyRequests, username, "Too many failed attempts. Wait a few minutes and try again.")
 			return
 		}
+		if !errors.Is(err, local.ErrBadCredentials) {
+			info.Reason = "sign-in unavailable: " + err.Error()
+			p.log().Error("sign-in", "request_id", info.ID, "err", err)
+			p.loginForm(w, r, http.StatusInternalServerError, username, "Sign-in is not available right now. Try again in a moment.")
+			return
+		}
 		info.Reason = "sign-in failed: " + err.Error()
 		p.loginForm(w, r, http.StatusUnauthorized, username, "Wrong username or password.")
 		return
