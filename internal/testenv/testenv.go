@@ -6,6 +6,8 @@ package testenv
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +15,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -72,8 +75,11 @@ func NewUpstream(t testing.TB) *Upstream {
 // Env is a running gateway.
 type Env struct {
 	T        testing.TB
-	URL      string // http://127.0.0.1:port
+	URL      string // http://127.0.0.1:port, or https:// when TLS is on
 	Addr     string
+	// RedirectAddr and AdminAddr are the plain-HTTP redirect and admin
+	// listeners' addresses, "" when not configured.
+	RedirectAddr, AdminAddr string
 	Config   *config.Config
 	Server   *server.Server
 	Upstream *Upstream
@@ -115,7 +121,8 @@ func Start(t testing.TB, cfg string) *Env {
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	c.Listen.Address = "127.0.0.1:0"
+	// A concrete port (not :0) so redirects to HTTPS can name it.
+	c.Listen.Address = freeAddr(t)
 	if c.DataDir == config.DefaultDataDir {
 		c.DataDir = data
 	}
@@ -131,14 +138,23 @@ func Start(t testing.TB, cfg string) *Env {
 	e.Server = srv
 	ctx, cancel := context.WithCancel(context.Background())
 	e.stop = cancel
-	ready := make(chan net.Addr, 1)
+	ready := make(chan [3]net.Addr, 1)
 	go func() {
-		e.done <- srv.Run(ctx, func(pub, _, _ net.Addr) { ready <- pub })
+		e.done <- srv.Run(ctx, func(pub, redir, admin net.Addr) { ready <- [3]net.Addr{pub, redir, admin} })
 	}()
 	select {
 	case a := <-ready:
-		e.Addr = a.String()
+		e.Addr = a[0].String()
 		e.URL = "http://" + e.Addr
+		if c.TLSOn() {
+			e.URL = "https://" + e.Addr
+		}
+		if a[1] != nil {
+			e.RedirectAddr = a[1].String()
+		}
+		if a[2] != nil {
+			e.AdminAddr = a[2].String()
+		}
 	case err := <-e.done:
 		t.Fatalf("gateway did not start: %v", err)
 	case <-time.After(10 * time.Second):
@@ -197,11 +213,23 @@ func (e *Env) Store() *store.SQLite {
 }
 
 // Client returns a client with a cookie jar that does not follow redirects.
+// With TLS on it trusts the gateway's self-signed certificate and speaks
+// HTTP/2 when the server offers it.
 func (e *Env) Client() *http.Client {
 	jar, _ := cookiejar.New(nil)
-	return &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+	c := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 		return http.ErrUseLastResponse
 	}}
+	if e.Config.TLSOn() {
+		pem, err := os.ReadFile(filepath.Join(e.DataDir, "selfsigned.crt"))
+		if err != nil {
+			e.T.Fatalf("test client: %v (only self_signed TLS is supported here)", err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(pem)
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"}, ForceAttemptHTTP2: true}
+	}
+	return c
 }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
@@ -265,4 +293,14 @@ func (e *Env) Do(c *http.Client, req *http.Request) (int, string, http.Header) {
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
 	return res.StatusCode, string(b), res.Header
+}
+
+// freeAddr returns a loopback address with a port that was free just now.
+func freeAddr(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

@@ -25,8 +25,8 @@ var pages = template.Must(template.ParseFS(files, "templates/*.html"))
 const GeneratedHeader = "Sekisho-Generated"
 
 // WantsJSON reports whether the request comes from a program rather than a
-// person navigating: it asks for JSON, is a CORS or XHR request, or carries a
-// bearer credential. Such clients get JSON errors and 401, never a redirect
+// person navigating: it asks for JSON, is a CORS, XHR or upgrade (WebSocket)
+// request, or carries a bearer credential. Such clients get JSON errors and 401, never a redirect
 // to a sign-in page they cannot follow.
 func WantsJSON(r *http.Request) bool {
 	h := r.Header
@@ -36,7 +36,7 @@ func WantsJSON(r *http.Request) bool {
 	if m := h.Get("Sec-Fetch-Mode"); m == "cors" || m == "no-cors" || m == "websocket" {
 		return true
 	}
-	if h.Get("X-Requested-With") != "" {
+	if h.Get("X-Requested-With") != "" || h.Get("Upgrade") != "" {
 		return true
 	}
 	for _, k := range []string{"Authorization", "Proxy-Authorization"} {

@@ -1,0 +1,73 @@
+package route
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestOwned(t *testing.T) {
+	for _, h := range []string{"X-Sekisho-User", "x-sekisho-anything", "X_Sekisho_User", "X-SEKISHO-ASSERTION", "X-Forwarded-For",
+		"x_forwarded_host", "X-Forwarded-Prefix", "Forwarded", "X-Real-Ip", "X-Request-Id", "True-Client-Ip", "X-Goog-Iap-Jwt-Assertion"} {
+		if !owned(h) {
+			t.Errorf("owned(%q) = false: a client could speak for the gateway", h)
+		}
+	}
+	for _, h := range []string{"Authorization", "Cookie", "X-Sekisho", "X-Custom", "Sekisho-User", "Accept"} {
+		if owned(h) {
+			t.Errorf("owned(%q) = true: the app's header would be dropped", h)
+		}
+	}
+}
+
+func TestStripCookies(t *testing.T) {
+	tests := []struct {
+		name string
+		in   []string
+		want []string
+	}{
+		{"session_removed_others_kept", []string{"theme=dark; sekisho=abc; lang=en"}, []string{"theme=dark; lang=en"}},
+		{"only_session", []string{"sekisho=abc"}, nil},
+		{"http2_split_headers", []string{"a=1", "__Host-sekisho=x", "b=2"}, []string{"a=1; b=2"}},
+		{"csrf_removed", []string{"sekisho-csrf=t; a=1"}, []string{"a=1"}},
+		{"lookalike_kept", []string{"sekisho2=1; my_sekisho=2"}, []string{"sekisho2=1; my_sekisho=2"}},
+		{"untouched_when_absent", []string{"a=1;b=2"}, []string{"a=1;b=2"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := http.Header{"Cookie": tc.in}
+			stripCookies(h, "sekisho", "__Host-sekisho", "sekisho-csrf")
+			if diff := cmp.Diff(tc.want, h.Values("Cookie")); diff != "" {
+				t.Errorf("Cookie (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestHeaderSafe(t *testing.T) {
+	if got := headerSafe("alice\r\nX-Sekisho-User: admin"); strings.ContainsAny(got, "\r\n") {
+		t.Fatalf("header splitting survived: %q", got)
+	}
+	if got := headerSafe("plain"); got != "plain" {
+		t.Fatalf("headerSafe changed a clean value: %q", got)
+	}
+}
+
+func FuzzStripCookies(f *testing.F) {
+	f.Add("a=1; sekisho=2; b=3")
+	f.Add("sekisho=; ;;=; sekisho")
+	f.Fuzz(func(t *testing.T, line string) {
+		h := http.Header{"Cookie": {line}}
+		stripCookies(h, "sekisho")
+		for _, v := range h.Values("Cookie") {
+			for _, part := range strings.Split(v, ";") {
+				name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
+				if strings.TrimSpace(name) == "sekisho" {
+					t.Fatalf("session cookie survived in %q", v)
+				}
+			}
+		}
+	})
+}
