@@ -74,19 +74,19 @@ func NewUpstream(t testing.TB) *Upstream {
 
 // Env is a running gateway.
 type Env struct {
-	T        testing.TB
-	URL      string // http://127.0.0.1:port, or https:// when TLS is on
-	Addr     string
+	T    testing.TB
+	URL  string // http://127.0.0.1:port, or https:// when TLS is on
+	Addr string
 	// RedirectAddr and AdminAddr are the plain-HTTP redirect and admin
 	// listeners' addresses, "" when not configured.
 	RedirectAddr, AdminAddr string
-	Config   *config.Config
-	Server   *server.Server
-	Upstream *Upstream
-	Audit    *SyncBuffer
-	DataDir  string
-	stop     context.CancelFunc
-	done     chan error
+	Config                  *config.Config
+	Server                  *server.Server
+	Upstream                *Upstream
+	Audit                   *SyncBuffer
+	DataDir                 string
+	stop                    context.CancelFunc
+	done                    chan error
 }
 
 // SyncBuffer is a goroutine-safe buffer for captured output.
