@@ -391,3 +391,4 @@ func (s *Server) Close() error {
 	s.closers = nil
 	return errors.Join(errs...)
 }
+
