@@ -391,4 +391,3 @@ func (s *Server) Close() error {
 	s.closers = nil
 	return errors.Join(errs...)
 }
-
