@@ -19,6 +19,8 @@ type Info struct {
 	ClientIP netip.Addr
 	// Route is the name of the matched route, "" before routing.
 	Route string
+	// Path is the normalised path, "" if the path was refused.
+	Path string
 	// User, Kind and Provider name the identity, once known.
 	User, Kind, Provider string
 	// Decision and Reason are what the gateway decided, for the audit line.

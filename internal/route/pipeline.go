@@ -116,6 +116,7 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		web.Error(rec, r, http.StatusBadRequest, "The request path is not valid.")
 		return
 	}
+	info.Path = clean
 	if strings.HasPrefix(clean, web.Prefix) || clean == strings.TrimSuffix(web.Prefix, "/") {
 		r.URL.Path, r.URL.RawPath = clean, ""
 		p.Portal.ServeHTTP(rec, r)
@@ -225,9 +226,9 @@ func (p *Pipeline) finish(rec *recorder, r *http.Request, info *reqinfo.Info, st
 	if info.Reason == "health check" || info.Reason == "key set" {
 		return // probes would drown the decision log
 	}
-	path := r.URL.Path
-	if c, _, err := pathnorm.Normalize(r.URL.EscapedPath()); err == nil {
-		path = c
+	path := info.Path
+	if path == "" {
+		path = "(not normalised) " + strings.ToValidUTF8(r.URL.EscapedPath(), "?")
 	}
 	p.Audit.Log(&audit.Entry{
 		Time: start.UTC(), RequestID: info.ID, Route: info.Route, Host: r.Host, Method: r.Method,
