@@ -183,12 +183,14 @@ func (p *Portal) logoutForm(w http.ResponseWriter, r *http.Request) {
 		Error(w, r, http.StatusInternalServerError, "The sign-out page could not be prepared.")
 		return
 	}
+	info := reqinfo.From(r.Context())
 	user := ""
 	if s, err := p.Sessions.Read(r); err == nil {
 		user = s.User
+		info.User, info.Kind, info.Provider = s.User, string(identity.Session), s.Provider
 	}
-	reqinfo.From(r.Context()).Reason = "sign-out page"
-	Render(w, r, 0, "logout.html", map[string]any{"Title": "Sign out", "CSRF": token, "User": user})
+	info.Reason = "sign-out page"
+	Render(w, r, 0, "logout.html", map[string]any{"Title": "Sign out", "CSRF": token, "User": user, "Next": next(r), "SignIn": redirect.LoginURL(next(r))})
 }
 
 func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
@@ -214,7 +216,11 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 	p.Sessions.Clear(w)
 	info.Reason = "signed out"
 	secureHeaders(w)
-	http.Redirect(w, r, "/.sekisho/login", http.StatusSeeOther)
+	target := "/.sekisho/login"
+	if n := next(r); n != "/" {
+		target = redirect.LoginURL(n) // "sign in as someone else" comes back to the page
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // CSRF protection for the sign-in and sign-out forms: a random token in a

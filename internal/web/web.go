@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -88,14 +89,15 @@ func Error(w http.ResponseWriter, r *http.Request, status int, message string) {
 	if WantsJSON(r) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(ErrorBody{Error: strings.ToLower(strings.ReplaceAll(title, " ", "_")), Message: message, Status: status, RequestID: id})
+		json.NewEncoder(w).Encode(ErrorBody{Error: code(title), Message: message, Status: status, RequestID: id})
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	data := map[string]any{"Title": title, "Message": message, "RequestID": id}
 	if status == http.StatusForbidden {
-		data["SignIn"] = "/.sekisho/logout"
+		// Sign out, then sign in again and come back here.
+		data["SignIn"] = "/.sekisho/logout?rd=" + url.QueryEscape(r.URL.RequestURI())
 	}
 	pages.ExecuteTemplate(w, "error.html", data)
 }
@@ -110,6 +112,20 @@ func Render(w http.ResponseWriter, r *http.Request, status int, name string, dat
 	}
 	w.WriteHeader(status)
 	pages.ExecuteTemplate(w, name, data)
+}
+
+// code turns a title into a stable machine-readable error code:
+// "Sign-in required" -> "sign_in_required".
+func code(title string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case 'a' <= r && r <= 'z', '0' <= r && r <= '9':
+			return r
+		case 'A' <= r && r <= 'Z':
+			return r + ('a' - 'A')
+		}
+		return '_'
+	}, title)
 }
 
 // RetryAfter sets Retry-After in whole seconds (at least 1).
