@@ -1,6 +1,6 @@
 // Package authn finds who made a request. Each credential kind (session
-// cookie now; API keys, bearer tokens and IAP assertions later) is an
-// Authenticator, and Chain tries them in order.
+// cookie, API key, bearer token, IAP assertion) is an Authenticator, and
+// Chain tries them in order.
 package authn
 
 import (
@@ -33,4 +33,32 @@ func (s Sessions) Authenticate(w http.ResponseWriter, r *http.Request) (identity
 		}
 	}
 	return sess.Identity(), nil
+}
+
+// Authenticator finds who made a request: the anonymous identity and no
+// error when the request carries none of its credentials, an error when it
+// carries one that is refused.
+type Authenticator interface {
+	Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error)
+}
+
+// Chain tries each authenticator in order. The first refused credential
+// ends the search with its error (a request that presents a bad API key is
+// refused, even if it also has a session cookie); the first identity found
+// wins; otherwise the caller is anonymous. Explicit credentials (API keys,
+// bearer tokens) belong before the session cookie.
+type Chain []Authenticator
+
+// Authenticate implements Authenticator.
+func (c Chain) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+	for _, a := range c {
+		id, err := a.Authenticate(w, r)
+		if err != nil {
+			return identity.Identity{}, err
+		}
+		if id.Authenticated() {
+			return id, nil
+		}
+	}
+	return identity.Identity{}, nil
 }

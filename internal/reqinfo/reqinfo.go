@@ -23,6 +23,10 @@ type Info struct {
 	Path string
 	// User, Kind and Provider name the identity, once known.
 	User, Kind, Provider string
+	// CredentialHeader names the request header that carried sekisho's own
+	// credential (an API key or bearer token in Authorization), which the
+	// pipeline removes before forwarding. "" when none did.
+	CredentialHeader string
 	// Decision and Reason are what the gateway decided, for the audit line.
 	// Handlers of sekisho's own endpoints (sign-in) fill them in too.
 	Decision, Reason string

@@ -27,6 +27,9 @@ type Route struct {
 	// Upstream serves allowed requests: a streaming reverse proxy whose
 	// Rewrite hook is the Pipeline's Rewrite.
 	Upstream http.Handler
+	// MaxAge, when above zero, demands that a browser session signed in
+	// within this long; an older one is sent to sign in again (re-auth).
+	MaxAge time.Duration
 }
 
 // Authenticator finds who made a request. It returns the anonymous identity
@@ -81,6 +84,8 @@ type forward struct {
 	proto     string
 	host      string
 	requestID string
+	// credential is the header that carried sekisho's own credential.
+	credential string
 }
 
 type forwardKey struct{}
@@ -138,6 +143,10 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	d := rt.Policy.Decide(id)
 	info.Reason = d.Reason
+	if d.Allow && rt.MaxAge > 0 && id.Kind == identity.Session && p.now().Sub(id.AuthTime) > rt.MaxAge {
+		d = authz.Decision{NeedsLogin: true, Reason: "route demands a sign-in within " + rt.MaxAge.String()}
+		info.Reason = d.Reason
+	}
 	switch {
 	case d.NeedsLogin && err != nil:
 		info.Reason = "credential refused: " + err.Error()
@@ -163,7 +172,7 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	info.Decision = "allow"
 	fw := &forward{id: id, route: rt, clean: clean, escaped: escaped, clientIP: ip,
-		proto: p.Clients.Proto(r), host: p.Clients.Host(r), requestID: info.ID}
+		proto: p.Clients.Proto(r), host: p.Clients.Host(r), requestID: info.ID, credential: info.CredentialHeader}
 	rec.generated = false
 	rt.Upstream.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
 }
@@ -175,9 +184,13 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
 	stripOwned(out.Header)
 	stripCookies(out.Header, p.OwnCookies...)
+	out.Header.Del("Proxy-Authorization") // sekisho's own credential header, never the app's
 	fw, ok := pr.In.Context().Value(forwardKey{}).(*forward)
 	if !ok {
 		return // not from the pipeline (cannot happen in the server); nothing is vouched for
+	}
+	if fw.credential != "" {
+		out.Header.Del(fw.credential)
 	}
 	out.URL.Path = fw.clean
 	out.URL.RawPath = ""
