@@ -69,6 +69,11 @@ func (p *Policy) Decide(id identity.Identity) Decision {
 	if !id.Authenticated() {
 		return Decision{NeedsLogin: true, Reason: "not signed in"}
 	}
+	if id.Kind == identity.APIKey {
+		// The key authenticator only admits a key scoped to this route:
+		// creating a key for a route is the grant.
+		return Decision{Allow: true, Reason: fmt.Sprintf("API key %q is scoped to the route", id.User)}
+	}
 	if p.anyAuth {
 		return Decision{Allow: true, Reason: "any signed-in identity is allowed"}
 	}

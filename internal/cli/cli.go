@@ -48,6 +48,7 @@ func commands() []command {
 		{"serve", "run the gateway", runServe},
 		{"check", "validate a config the way serve does, and flag risky settings", runCheck},
 		{"user", "manage local accounts: add, passwd, disable, enable, list", runUser},
+		{"apikey", "manage API keys for machines: create, list, revoke", runAPIKey},
 		{"version", "print the version", runVersion},
 		{"completion", "print a shell completion script (bash or zsh)", runCompletion},
 	}

@@ -75,6 +75,14 @@ func (c *Config) applyDefaults() {
 	setInt(&la.IPMaxFailures, DefaultIPMaxFailures)
 	setDur(&la.Window, DefaultFailureWindow)
 	setDur(&la.Lockout, DefaultLockout)
+	setDur(&c.APIKeys.PollInterval, 2*time.Second)
+	setDur(&c.APIKeys.LastUsedFlush, time.Minute)
+	for i := range c.BearerIssuers {
+		b := &c.BearerIssuers[i]
+		setStr(&b.SubjectClaim, "sub")
+		setStr(&b.GroupsClaim, "groups")
+		setDur(&b.Leeway, 30*time.Second)
+	}
 	setStr(&c.Assertion.Issuer, DefaultIssuer)
 	setDur(&c.Assertion.Lifetime, DefaultAssertionLifetime)
 	setStr(&c.Audit.Output, "stdout")

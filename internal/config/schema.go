@@ -55,6 +55,8 @@ func schemaOf(t reflect.Type, docs map[string]string) map[string]any {
 		return schemaOf(t.Elem(), docs)
 	case reflect.Slice:
 		return map[string]any{"type": "array", "items": schemaOf(t.Elem(), docs)}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": schemaOf(t.Elem(), docs)}
 	case reflect.String:
 		return map[string]any{"type": "string"}
 	case reflect.Bool:

@@ -21,6 +21,14 @@ type Config struct {
 	Session Session `yaml:"session"`
 	// LocalAccounts configures sign-in with accounts kept in sekisho's store.
 	LocalAccounts LocalAccounts `yaml:"local_accounts"`
+	// APIKeys tunes how API keys (created with `sekisho apikey create`) are
+	// checked. The zero value is right for most deployments.
+	APIKeys APIKeys `yaml:"api_keys"`
+	// BearerIssuers are OIDC issuers whose ID tokens (JWTs) machines may
+	// present as bearer tokens: Google service accounts, GitHub Actions,
+	// Kubernetes service accounts. A route accepts the issuers it names in
+	// auth.bearer_issuers. Empty: no bearer tokens anywhere.
+	BearerIssuers []BearerIssuer `yaml:"bearer_issuers"`
 	// Assertion configures the signed identity JWT sent to upstreams.
 	Assertion Assertion `yaml:"assertion"`
 	// Audit configures the decision log.
@@ -66,6 +74,11 @@ type Listen struct {
 	// BehindHTTPSProxy: session cookies then cross the network in clear text.
 	// Default false; sekisho warns at start-up when it is set.
 	InsecurePlainHTTP bool `yaml:"insecure_plain_http"`
+	// TrustGoogleIAP, when set, believes the x-goog-iap-jwt-assertion
+	// header of Google's Identity-Aware Proxy in front of sekisho (verified:
+	// ES256, Google's keys, this audience) and uses it as the identity.
+	// Nil (the default): the header is ignored and removed.
+	TrustGoogleIAP *GoogleIAP `yaml:"trust_google_iap"`
 	// ReadHeaderTimeout bounds how long a client may take to send request
 	// headers. Default "10s".
 	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
@@ -99,6 +112,65 @@ type ACME struct {
 	// CARootsFile is a PEM file of extra roots trusted when talking to the
 	// ACME CA (for a private CA). Optional.
 	CARootsFile string `yaml:"ca_roots_file"`
+}
+
+// GoogleIAP configures trust in Google's Identity-Aware Proxy.
+type GoogleIAP struct {
+	// Audience of the IAP assertion: "/projects/NUMBER/global/backendServices/ID"
+	// or "/projects/NUMBER/apps/PROJECT_ID". Required.
+	Audience string `yaml:"audience"`
+	// JWKSURL of Google's IAP keys. Default Google's public URL.
+	JWKSURL string `yaml:"jwks_url"`
+}
+
+// APIKeys tunes API-key checking.
+type APIKeys struct {
+	// PollInterval is how often each replica looks for created and revoked
+	// keys: the longest a revoked key keeps working. Default "2s".
+	PollInterval Duration `yaml:"poll_interval"`
+	// LastUsedFlush is how often last-used times are written. Default "1m".
+	LastUsedFlush Duration `yaml:"last_used_flush"`
+}
+
+// BearerIssuer is a trusted issuer of machine identity tokens.
+type BearerIssuer struct {
+	// Name of the issuer in routes' auth.bearer_issuers, and the identity's
+	// provider: a token's identity is "NAME:SUBJECT". Required, unique.
+	Name string `yaml:"name"`
+	// IssuerURL is the exact "iss" claim and the base of OIDC discovery.
+	// Required; https (or http to loopback).
+	IssuerURL string `yaml:"issuer_url"`
+	// Audiences: the token's "aud" must contain one. Required.
+	Audiences []string `yaml:"audiences"`
+	// JWKSURL of the issuer's keys. Empty: found by discovery.
+	JWKSURL string `yaml:"jwks_url"`
+	// SubjectClaim becomes the identity's name. Default "sub"; "email"
+	// suits Google service accounts.
+	SubjectClaim string `yaml:"subject_claim"`
+	// GroupsClaim becomes the identity's groups. Default "groups"; "-": none.
+	GroupsClaim string `yaml:"groups_claim"`
+	// RequiredClaims must be present with exactly these string values, e.g.
+	// {repository_owner: example-org} for GitHub Actions, whose tokens any
+	// repository can mint. Empty: none (check warns for public issuers).
+	RequiredClaims map[string]string `yaml:"required_claims"`
+	// Leeway is the clock skew allowed on exp, iat and nbf. Default "30s",
+	// at most "5m".
+	Leeway Duration `yaml:"leeway"`
+}
+
+// RouteAuth says which credentials besides browser sessions a route takes.
+type RouteAuth struct {
+	// AuthorizationHeader lets machines send sekisho API keys and bearer
+	// tokens in Authorization, besides Proxy-Authorization (always read).
+	// Default false: Authorization belongs to the app (Dify's and
+	// Flowise's own API keys pass through untouched).
+	AuthorizationHeader bool `yaml:"authorization_header"`
+	// BearerIssuers names the bearer_issuers whose tokens the route takes.
+	// Empty: none.
+	BearerIssuers []string `yaml:"bearer_issuers"`
+	// MaxAge demands that a browser session signed in within this long
+	// (re-authentication for sensitive routes). Default 0: any valid session.
+	MaxAge Duration `yaml:"max_age"`
 }
 
 // Session configures browser session cookies.
@@ -216,17 +288,23 @@ type Route struct {
 	// Policy says who may use the route. Required: a route without a
 	// policy is a config error (deny by default).
 	Policy *Policy `yaml:"policy"`
+	// Auth says which machine credentials the route takes and how fresh a
+	// sign-in must be. API keys scoped to the route are always accepted.
+	Auth RouteAuth `yaml:"auth"`
 }
 
 // Policy is a route's allow list. A request is allowed when the route is
-// public, or when the signed-in identity matches any one entry.
+// public, when it carries an API key scoped to the route (creating the key
+// was the grant), or when the identity matches any one entry.
 type Policy struct {
 	// Public lets anyone through without signing in. Default false; cannot
 	// be combined with allow lists.
 	Public bool `yaml:"public"`
 	// AllowAuthenticated lets any signed-in identity through. Default false.
 	AllowAuthenticated bool `yaml:"allow_authenticated"`
-	// Users are account names / subjects allowed.
+	// Users are identities allowed by name: a local account ("alice"), an
+	// API key ("apikey:ci-bot"), a bearer token ("ISSUER:SUBJECT", e.g.
+	// "github-actions:repo:example-org/app:ref:refs/heads/main").
 	Users []string `yaml:"users"`
 	// Emails are exact email addresses allowed (case-insensitive).
 	Emails []string `yaml:"emails"`

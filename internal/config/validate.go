@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
@@ -39,7 +40,8 @@ func (c *Config) Validate() error {
 	c.validateSession(p)
 	c.validateAdmin(p)
 	pools := c.validatePools(p)
-	c.validateRoutes(p, pools)
+	issuers := c.validateIssuers(p)
+	c.validateRoutes(p, pools, issuers)
 	return errors.Join(p.errs...)
 }
 
@@ -217,7 +219,70 @@ func checkUpstreamURL(raw string) error {
 	return nil
 }
 
-func (c *Config) validateRoutes(p *problems, pools map[string]bool) {
+// validateIssuers checks bearer issuers and IAP trust; returns valid names.
+func (c *Config) validateIssuers(p *problems) map[string]bool {
+	names := map[string]bool{}
+	for i, b := range c.BearerIssuers {
+		at := func(k ...any) []any { return append([]any{"bearer_issuers", i}, k...) }
+		label := fmt.Sprintf("bearer issuer %q", b.Name)
+		switch {
+		case b.Name == "":
+			label = fmt.Sprintf("bearer_issuers[%d]", i)
+			p.add(at(), "%s: name is required", label)
+		case !nameRE.MatchString(b.Name):
+			p.add(at("name"), "%s: name must be 1-63 characters of a-z 0-9 . _ - starting with a letter or digit", label)
+		case names[b.Name]:
+			p.add(at("name"), "%s: duplicate issuer name", label)
+		}
+		names[b.Name] = true
+		if err := checkIssuerURL(b.IssuerURL); err != nil {
+			p.add(at("issuer_url"), "%s: issuer_url %q %v", label, b.IssuerURL, err)
+		}
+		if b.JWKSURL != "" {
+			if err := checkIssuerURL(b.JWKSURL); err != nil {
+				p.add(at("jwks_url"), "%s: jwks_url %q %v", label, b.JWKSURL, err)
+			}
+		}
+		if len(b.Audiences) == 0 {
+			p.add(at(), "%s: audiences must list at least one audience (without one, a token minted for any other service would be accepted)", label)
+		}
+		for j, a := range b.Audiences {
+			if strings.TrimSpace(a) == "" {
+				p.add(at("audiences", j), "%s: audiences[%d] is empty", label, j)
+			}
+		}
+		if b.Leeway.D() > 5*time.Minute {
+			p.add(at("leeway"), "%s: leeway %s is longer than 5m", label, b.Leeway.D())
+		}
+	}
+	if iap := c.Listen.TrustGoogleIAP; iap != nil {
+		if !strings.HasPrefix(iap.Audience, "/projects/") {
+			p.add([]any{"listen", "trust_google_iap", "audience"}, "listen.trust_google_iap.audience %q: want /projects/NUMBER/global/backendServices/ID or /projects/NUMBER/apps/PROJECT_ID", iap.Audience)
+		}
+		if iap.JWKSURL != "" {
+			if err := checkIssuerURL(iap.JWKSURL); err != nil {
+				p.add([]any{"listen", "trust_google_iap", "jwks_url"}, "listen.trust_google_iap.jwks_url %q %v", iap.JWKSURL, err)
+			}
+		}
+	}
+	return names
+}
+
+// checkIssuerURL accepts https URLs, and http only to loopback (tests, sidecars).
+func checkIssuerURL(raw string) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "":
+		return errors.New("is not an absolute URL")
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+		return nil
+	}
+	return errors.New("must be https (http only to a loopback address)")
+}
+
+func (c *Config) validateRoutes(p *problems, pools, issuers map[string]bool) {
 	if len(c.Routes) == 0 {
 		p.add([]any{}, "no routes: add at least one under routes:")
 	}
@@ -257,6 +322,11 @@ func (c *Config) validateRoutes(p *problems, pools map[string]bool) {
 			p.add(at(), "%s: timeout and stream_idle_timeout must be above zero", label)
 		}
 		c.validatePolicy(p, at, label, r.Policy)
+		for j, n := range r.Auth.BearerIssuers {
+			if !issuers[n] {
+				p.add(at("auth", "bearer_issuers", j), "%s: auth.bearer_issuers[%d] %q is not defined under bearer_issuers:", label, j, n)
+			}
+		}
 	}
 }
 
@@ -391,6 +461,19 @@ func (c *Config) Risks() []string {
 	for i, s := range c.Listen.TrustedProxies {
 		if pf, err := parsePrefix(s); err == nil && pf.Bits() == 0 {
 			r = append(r, fmt.Sprintf("%s: listen.trusted_proxies[%d] %q trusts every address: any client can spoof its IP with X-Forwarded-For", c.pos("listen", "trusted_proxies", i), i, s))
+		}
+	}
+	open := map[string]bool{} // issuers on routes that admit any authenticated identity
+	for _, rt := range c.Routes {
+		if rt.Policy != nil && rt.Policy.AllowAuthenticated {
+			for _, n := range rt.Auth.BearerIssuers {
+				open[n] = true
+			}
+		}
+	}
+	for i, b := range c.BearerIssuers {
+		if len(b.RequiredClaims) == 0 && open[b.Name] {
+			r = append(r, fmt.Sprintf("%s: bearer issuer %q has no required_claims and a route admits any authenticated identity: anyone who can get a token from this issuer with the audience gets in (for GitHub Actions, any repository can)", c.pos("bearer_issuers", i), b.Name))
 		}
 	}
 	used := map[string]bool{}

@@ -22,9 +22,9 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/sekisho/sekisho/internal/apikey"
 	"github.com/sekisho/sekisho/internal/assert"
 	"github.com/sekisho/sekisho/internal/audit"
-	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/local"
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/clientip"
@@ -59,6 +59,7 @@ type Server struct {
 	opts      Options
 	log       *slog.Logger
 	store     *store.SQLite
+	apikeys   *apikey.Verifier
 	revoked   *session.Revocations
 	sessions  *session.Codec
 	signer    *assert.Signer
@@ -247,9 +248,13 @@ func (s *Server) provisionRoutes() error {
 		return fmt.Errorf("listen.trusted_proxies: %w", err)
 	}
 	s.metrics = metrics.New(s.pools)
+	chain, err := s.provisionAuthn()
+	if err != nil {
+		return err
+	}
 	own := []string{s.sessions.CookieName(), "sekisho-csrf", "__Host-sekisho-csrf"}
 	pl := &route.Pipeline{
-		Router: &route.Router[*route.Route]{}, Authn: authn.Sessions{Codec: s.sessions}, Signer: s.signer,
+		Router: &route.Router[*route.Route]{}, Authn: chain, Signer: s.signer,
 		Clients: resolver, Audit: s.audit, Metrics: s.metrics, OwnCookies: own,
 		Logger: s.log.With("component", "pipeline"), Now: s.opts.Now,
 	}
@@ -274,7 +279,7 @@ func (s *Server) provisionRoutes() error {
 			PreserveHost: rc.PreserveHost, Rewrite: pl.Rewrite, ErrorHandler: pl.UpstreamError,
 			Logger: s.log.With("component", "proxy", "route", rc.Name),
 		})
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy})
+		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy, MaxAge: rc.Auth.MaxAge.D()})
 	}
 	s.pipeline = pl
 	s.handler = pl

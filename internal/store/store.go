@@ -31,6 +31,7 @@ var ErrExists = errors.New("already exists")
 type Store interface {
 	Users
 	Revocations
+	APIKeys
 	// Close releases the database. Calls after Close fail.
 	Close() error
 }
