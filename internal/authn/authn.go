@@ -15,11 +15,14 @@ import (
 // session gets a refreshed cookie (sliding idle timeout), written to w.
 type Sessions struct {
 	Codec *session.Codec
+	// Refresh, when set, is told of each session whose cookie is refreshed,
+	// so the provider's tokens can be refreshed too. It must not block.
+	Refresh func(session.Session)
 }
 
 // Authenticate returns the session's identity, the anonymous identity when
 // there is no cookie, or an error saying why a cookie was refused.
-func (s Sessions) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+func (s *Sessions) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
 	sess, err := s.Codec.Read(r)
 	if errors.Is(err, session.ErrNoSession) {
 		return identity.Identity{}, nil
@@ -30,6 +33,9 @@ func (s Sessions) Authenticate(w http.ResponseWriter, r *http.Request) (identity
 	if s.Codec.NeedsRefresh(sess) {
 		if fresh, err := s.Codec.Refresh(w, sess); err == nil {
 			sess = fresh
+		}
+		if s.Refresh != nil && sess.Provider != "local" {
+			s.Refresh(sess)
 		}
 	}
 	return sess.Identity(), nil

@@ -75,6 +75,9 @@ func (c *Config) applyDefaults() {
 	setInt(&la.IPMaxFailures, DefaultIPMaxFailures)
 	setDur(&la.Window, DefaultFailureWindow)
 	setDur(&la.Lockout, DefaultLockout)
+	setDur(&c.OIDC.Timeout, 10*time.Second)
+	setDur(&c.OIDC.StateTTL, 10*time.Minute)
+	setDur(&c.OIDC.DiscoveryTTL, 5*time.Minute)
 	setDur(&c.APIKeys.PollInterval, 2*time.Second)
 	setDur(&c.APIKeys.LastUsedFlush, time.Minute)
 	for i := range c.BearerIssuers {

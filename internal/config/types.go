@@ -21,6 +21,9 @@ type Config struct {
 	Session Session `yaml:"session"`
 	// LocalAccounts configures sign-in with accounts kept in sekisho's store.
 	LocalAccounts LocalAccounts `yaml:"local_accounts"`
+	// OIDC configures sign-in with Google and other OpenID Connect
+	// providers. No providers (the default): only local accounts.
+	OIDC OIDC `yaml:"oidc"`
 	// APIKeys tunes how API keys (created with `sekisho apikey create`) are
 	// checked. The zero value is right for most deployments.
 	APIKeys APIKeys `yaml:"api_keys"`
@@ -112,6 +115,58 @@ type ACME struct {
 	// CARootsFile is a PEM file of extra roots trusted when talking to the
 	// ACME CA (for a private CA). Optional.
 	CARootsFile string `yaml:"ca_roots_file"`
+}
+
+// OIDC configures sign-in through OpenID Connect providers.
+type OIDC struct {
+	// Timeout bounds every call to a provider (discovery, token, keys).
+	// Default "10s".
+	Timeout Duration `yaml:"timeout"`
+	// StateTTL is how long a started sign-in may take. Default "10m".
+	StateTTL Duration `yaml:"state_ttl"`
+	// DiscoveryTTL is how long a provider's discovery document is kept.
+	// Default "5m".
+	DiscoveryTTL Duration `yaml:"discovery_ttl"`
+	// Providers offered on the sign-in page, in this order.
+	Providers []OIDCProvider `yaml:"providers"`
+}
+
+// OIDCProvider is one OpenID Connect provider. Register the redirect URI
+// https://HOST/.sekisho/oidc/callback with it for every host users reach.
+type OIDCProvider struct {
+	// Name in URLs, sessions and audit lines: 1-32 of a-z 0-9 _ -, not
+	// "local". Required, unique.
+	Name string `yaml:"name"`
+	// Label on the sign-in button. Default: the name ("Google" for the
+	// google preset).
+	Label string `yaml:"label"`
+	// Preset "google" fixes the issuer to https://accounts.google.com and
+	// checks allowed_domains against the hd claim. Empty: generic OIDC.
+	Preset string `yaml:"preset"`
+	// Issuer URL, found by discovery. Required without a preset.
+	Issuer string `yaml:"issuer"`
+	// ClientID registered with the provider. Required.
+	ClientID string `yaml:"client_id"`
+	// ClientSecret reference (env:NAME or file:/path). Required.
+	ClientSecret secret.Ref `yaml:"client_secret"`
+	// Scopes requested. Default: openid email profile (add offline_access
+	// for refresh tokens).
+	Scopes []string `yaml:"scopes"`
+	// AuthParams are extra authorization request parameters, e.g.
+	// {access_type: offline} for Google. Empty: none.
+	AuthParams map[string]string `yaml:"auth_params"`
+	// GroupsClaim names the claim holding groups: "groups", "roles", or a
+	// nested path such as "realm_access.roles". Empty: no groups.
+	GroupsClaim string `yaml:"groups_claim"`
+	// KeepGroups keeps only these groups in the session (the cookie must
+	// stay under 1 KiB). Empty: keep all.
+	KeepGroups []string `yaml:"keep_groups"`
+	// AllowedDomains (google preset): the hd claim must be one of these
+	// Workspace domains. Empty: any Google account, which check flags.
+	AllowedDomains []string `yaml:"allowed_domains"`
+	// InsecureTrustUnverifiedEmail uses the email claim even when the
+	// provider does not mark it verified. Default false.
+	InsecureTrustUnverifiedEmail bool `yaml:"insecure_trust_unverified_email"`
 }
 
 // GoogleIAP configures trust in Google's Identity-Aware Proxy.

@@ -41,6 +41,7 @@ func (c *Config) Validate() error {
 	c.validateAdmin(p)
 	pools := c.validatePools(p)
 	issuers := c.validateIssuers(p)
+	c.validateOIDC(p)
 	c.validateRoutes(p, pools, issuers)
 	return errors.Join(p.errs...)
 }
@@ -268,6 +269,48 @@ func (c *Config) validateIssuers(p *problems) map[string]bool {
 	return names
 }
 
+var providerNameRE = regexp.MustCompile(`^[a-z0-9_-]{1,32}$`)
+
+// validateOIDC checks the OIDC providers (the oidc package checks again,
+// without network, when the server starts).
+func (c *Config) validateOIDC(p *problems) {
+	names := map[string]bool{}
+	for i, pr := range c.OIDC.Providers {
+		at := func(k ...any) []any { return append([]any{"oidc", "providers", i}, k...) }
+		label := fmt.Sprintf("oidc provider %q", pr.Name)
+		switch {
+		case !providerNameRE.MatchString(pr.Name) || pr.Name == "local" || pr.Name == "apikey":
+			p.add(at("name"), "%s: name must be 1-32 characters of a-z 0-9 _ - and not local or apikey", label)
+		case names[pr.Name]:
+			p.add(at("name"), "%s: duplicate provider name", label)
+		}
+		names[pr.Name] = true
+		switch pr.Preset {
+		case "":
+			if err := checkIssuerURL(pr.Issuer); err != nil {
+				p.add(at("issuer"), "%s: issuer %q %v", label, pr.Issuer, err)
+			}
+			if len(pr.AllowedDomains) > 0 {
+				p.add(at("allowed_domains"), "%s: allowed_domains applies to the google preset only (for other providers, use a policy's domains:)", label)
+			}
+		case "google":
+			if pr.Issuer != "" && pr.Issuer != "https://accounts.google.com" {
+				p.add(at("issuer"), "%s: the google preset fixes the issuer; remove issuer %q", label, pr.Issuer)
+			}
+		default:
+			p.add(at("preset"), "%s: preset %q: want google or nothing", label, pr.Preset)
+		}
+		if pr.ClientID == "" {
+			p.add(at(), "%s: client_id is required", label)
+		}
+		if pr.ClientSecret == "" {
+			p.add(at(), "%s: client_secret is required (env:NAME or file:/path)", label)
+		} else if err := pr.ClientSecret.Check(); err != nil {
+			p.add(at("client_secret"), "%s: client_secret: %v", label, err)
+		}
+	}
+}
+
 // checkIssuerURL accepts https URLs, and http only to loopback (tests, sidecars).
 func checkIssuerURL(raw string) error {
 	u, err := url.Parse(raw)
@@ -474,6 +517,14 @@ func (c *Config) Risks() []string {
 	for i, b := range c.BearerIssuers {
 		if len(b.RequiredClaims) == 0 && open[b.Name] {
 			r = append(r, fmt.Sprintf("%s: bearer issuer %q has no required_claims and a route admits any authenticated identity: anyone who can get a token from this issuer with the audience gets in (for GitHub Actions, any repository can)", c.pos("bearer_issuers", i), b.Name))
+		}
+	}
+	for i, pr := range c.OIDC.Providers {
+		if pr.Preset == "google" && len(pr.AllowedDomains) == 0 {
+			r = append(r, fmt.Sprintf("%s: oidc provider %q (google) has no allowed_domains: any Google account, Gmail included, can sign in", c.pos("oidc", "providers", i), pr.Name))
+		}
+		if pr.InsecureTrustUnverifiedEmail {
+			r = append(r, fmt.Sprintf("%s: oidc provider %q trusts unverified email addresses: a user may claim anyone's address", c.pos("oidc", "providers", i), pr.Name))
 		}
 	}
 	used := map[string]bool{}

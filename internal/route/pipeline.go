@@ -72,6 +72,10 @@ type Pipeline struct {
 	OwnCookies []string
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// ReAuth returns where to send a browser whose sign-in is older than a
+	// route's max_age, for identities from an OIDC provider; false means
+	// the sign-in page (local accounts). nil: always the sign-in page.
+	ReAuth func(provider, next string, maxAge time.Duration) (string, bool)
 }
 
 // forward is what Rewrite needs from the inbound request.
@@ -162,8 +166,14 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery
 		}
+		loc := redirect.LoginURL(target)
+		if id.Authenticated() && rt.MaxAge > 0 && p.ReAuth != nil {
+			if u, ok := p.ReAuth(id.Provider, target, rt.MaxAge); ok {
+				loc = u
+			}
+		}
 		rec.Header().Set("Cache-Control", "no-store")
-		http.Redirect(rec, r, redirect.LoginURL(target), http.StatusFound)
+		http.Redirect(rec, r, loc, http.StatusFound)
 		return
 	case !d.Allow:
 		info.Decision = "deny"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -10,8 +11,12 @@ import (
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/bearer"
 	"github.com/sekisho/sekisho/internal/authn/iap"
+	"github.com/sekisho/sekisho/internal/authn/oidc"
+	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/web"
 )
 
 // provisionAuthn builds the chain of authenticators: the IAP assertion
@@ -55,7 +60,57 @@ func (s *Server) provisionAuthn() (authn.Chain, error) {
 		}
 		chain = append(chain, qualified{b})
 	}
-	return append(chain, authn.Sessions{Codec: s.sessions}), nil
+	s.sessionAuth = &authn.Sessions{Codec: s.sessions}
+	return append(chain, s.sessionAuth), nil
+}
+
+// provisionOIDC builds the OIDC sign-in handler. It makes no network call:
+// discovery happens at the first sign-in, so sekisho starts while a
+// provider is down.
+func (s *Server) provisionOIDC(clients *clientip.Resolver) (*oidc.Handler, error) {
+	cfg := s.cfg
+	o := oidc.Options{
+		Sessions: s.sessions, Keyring: s.keyring, Tokens: s.store, SessionLifetime: cfg.Session.Lifetime.D(),
+		Origin:        func(r *http.Request) (string, string) { return clients.Proto(r), clients.Host(r) },
+		SecureCookies: cfg.SecureCookies(), Timeout: cfg.OIDC.Timeout.D(), StateTTL: cfg.OIDC.StateTTL.D(),
+		DiscoveryTTL: cfg.OIDC.DiscoveryTTL.D(), Now: s.opts.Now, Logger: s.log.With("component", "oidc"),
+	}
+	for i, p := range cfg.OIDC.Providers {
+		secretValue, err := s.opts.Secrets.Resolve(p.ClientSecret)
+		if err != nil {
+			return nil, fmt.Errorf("oidc.providers[%d] %q: client_secret: %w", i, p.Name, err)
+		}
+		o.Providers = append(o.Providers, oidc.ProviderOptions{
+			Name: p.Name, Label: p.Label, Preset: p.Preset, Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secretValue,
+			Scopes: p.Scopes, AuthParams: p.AuthParams, GroupsClaim: p.GroupsClaim, KeepGroups: p.KeepGroups,
+			AllowedDomains: p.AllowedDomains, InsecureTrustUnverifiedEmail: p.InsecureTrustUnverifiedEmail,
+		})
+	}
+	return oidc.New(o)
+}
+
+// refreshInBackground asks the session's provider to refresh its tokens,
+// off the request path: the request goes on with the session it has. When
+// the provider refuses (the user was removed or the grant revoked), the
+// session is revoked everywhere; an outage changes nothing.
+func (s *Server) refreshInBackground(sess session.Session) {
+	if _, busy := s.refreshing.LoadOrStore(sess.ID, true); busy {
+		return
+	}
+	go func() {
+		defer s.refreshing.Delete(sess.ID)
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OIDC.Timeout.D()+5*time.Second)
+		defer cancel()
+		_, err := s.oidc.Refresh(ctx, sess)
+		if errors.Is(err, oidc.ErrRefreshRefused) {
+			s.log.Info("provider refused the refresh token: ending the session", "user", sess.User, "provider", sess.Provider)
+			if err := s.logout(ctx, sess); err != nil {
+				s.log.Error("revoke session after refused refresh", "user", sess.User, "err", err)
+			}
+		} else if err != nil && !errors.Is(err, oidc.ErrNoRefreshToken) && !errors.Is(err, oidc.ErrNotOIDC) {
+			s.log.Warn("refresh OIDC session (kept)", "user", sess.User, "provider", sess.Provider, "err", err)
+		}
+	}()
 }
 
 func iapOptions(t *config.GoogleIAP, now func() time.Time) iap.Options {
@@ -88,4 +143,23 @@ func (q qualified) Authenticate(w http.ResponseWriter, r *http.Request) (identit
 		id.User = id.Provider + ":" + id.User
 	}
 	return id, err
+}
+
+// providerLinks lists the sign-in buttons for the sign-in page.
+func (s *Server) providerLinks(next string) []web.ProviderLink {
+	var out []web.ProviderLink
+	for _, p := range s.oidc.Providers() {
+		out = append(out, web.ProviderLink{Label: p.Label, URL: oidc.StartURL(p.Name, next)})
+	}
+	return out
+}
+
+// endSession returns the provider's logout URL for an OIDC session, or ""
+// for a session from local accounts.
+func (s *Server) endSession(r *http.Request, sess session.Session) (string, error) {
+	u, err := s.oidc.EndSession(r, sess)
+	if errors.Is(err, oidc.ErrNotOIDC) {
+		return "", nil
+	}
+	return u, err
 }

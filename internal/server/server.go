@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -25,7 +26,9 @@ import (
 	"github.com/sekisho/sekisho/internal/apikey"
 	"github.com/sekisho/sekisho/internal/assert"
 	"github.com/sekisho/sekisho/internal/audit"
+	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/local"
+	"github.com/sekisho/sekisho/internal/authn/oidc"
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
@@ -55,22 +58,28 @@ type Options struct {
 
 // Server is a provisioned gateway, ready to Run.
 type Server struct {
-	cfg       *config.Config
-	opts      Options
-	log       *slog.Logger
-	store     *store.SQLite
-	apikeys   *apikey.Verifier
-	revoked   *session.Revocations
-	sessions  *session.Codec
-	signer    *assert.Signer
-	pools     []*upstream.Pool
-	builtins  []*http.Server
-	audit     *audit.Logger
-	metrics   *metrics.Metrics
-	pipeline  *route.Pipeline
-	handler   http.Handler
-	tlsConfig *tlsSetup
-	closers   []func() error
+	cfg     *config.Config
+	opts    Options
+	log     *slog.Logger
+	store   *store.SQLite
+	apikeys *apikey.Verifier
+	// sessionAuth is the session-cookie authenticator at the end of the chain.
+	sessionAuth *authn.Sessions
+	// refreshing holds the session ids whose OIDC refresh is under way.
+	refreshing sync.Map
+	revoked    *session.Revocations
+	sessions   *session.Codec
+	keyring    *session.Keyring
+	oidc       *oidc.Handler
+	signer     *assert.Signer
+	pools      []*upstream.Pool
+	builtins   []*http.Server
+	audit      *audit.Logger
+	metrics    *metrics.Metrics
+	pipeline   *route.Pipeline
+	handler    http.Handler
+	tlsConfig  *tlsSetup
+	closers    []func() error
 }
 
 // Handler returns the public listener's handler (for in-process tests).
@@ -156,6 +165,7 @@ func (s *Server) provisionSessions() error {
 	if err != nil {
 		return err
 	}
+	s.keyring = ring
 	s.revoked = session.NewRevocations()
 	for { // Sync applies one batch; catch up with every revocation before serving
 		seq := s.revoked.Seq()
@@ -262,6 +272,16 @@ func (s *Server) provisionRoutes() error {
 		Sessions: s.sessions, JWKS: s.signer.Handler(), SecureCookies: cfg.SecureCookies(),
 		Logger: s.log.With("component", "portal"), Logout: s.logout,
 	}
+	if len(cfg.OIDC.Providers) > 0 {
+		if s.oidc, err = s.provisionOIDC(resolver); err != nil {
+			return err
+		}
+		portal.OIDC, portal.OIDCPrefix = s.oidc, oidc.PathPrefix
+		portal.Providers = s.providerLinks
+		portal.EndSession = s.endSession
+		pl.ReAuth = s.oidc.ReAuthURL
+		s.sessionAuth.Refresh = s.refreshInBackground
+	}
 	if cfg.LocalEnabled() {
 		la := cfg.LocalAccounts
 		auth, err := local.NewAuthenticator(s.store, local.NewThrottle(local.ThrottleOptions{
@@ -327,8 +347,8 @@ func OpenStore(cfg *config.Config) (*store.SQLite, error) {
 	return store.OpenSQLiteOptions(filepath.Join(cfg.DataDir, "sekisho.db"), store.Options{MaxSessionLifetime: cfg.Session.Lifetime.D()})
 }
 
-// pruneRevocations drops revocations of sessions that have expired anyway,
-// here and in the store, every interval until ctx ends.
+// pruneRevocations drops revocations and provider tokens of sessions that
+// have expired anyway, here and in the store, every interval until ctx ends.
 func (s *Server) pruneRevocations(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -341,6 +361,9 @@ func (s *Server) pruneRevocations(ctx context.Context, every time.Duration) {
 			s.revoked.Prune(now)
 			if _, err := s.store.PruneRevocations(ctx, now); err != nil && ctx.Err() == nil {
 				s.log.Warn("prune revocations", "err", err)
+			}
+			if _, err := s.store.PruneOIDCTokens(ctx, now); err != nil && ctx.Err() == nil {
+				s.log.Warn("prune OIDC tokens", "err", err)
 			}
 		}
 	}

@@ -35,11 +35,24 @@ type Portal struct {
 	Logout func(ctx context.Context, s session.Session) error
 	// JWKS serves the assertion key set. nil: 404.
 	JWKS http.Handler
+	// OIDC serves sign-in with OpenID Connect providers: requests under
+	// OIDCPrefix go to it. nil: none.
+	OIDC       http.Handler
+	OIDCPrefix string
+	// Providers lists the sign-in buttons for the page, each starting a
+	// sign-in that returns to next. nil: none.
+	Providers func(next string) []ProviderLink
+	// EndSession returns the provider's logout URL for a session from an
+	// OIDC provider ("" when there is none: local sign-out only). nil: none.
+	EndSession func(r *http.Request, s session.Session) (string, error)
 	// SecureCookies marks the CSRF cookie Secure with the __Host- prefix.
 	SecureCookies bool
 	// Logger receives internal causes. nil: slog.Default().
 	Logger *slog.Logger
 }
+
+// ProviderLink is a sign-in button on the sign-in page.
+type ProviderLink struct{ Label, URL string }
 
 // Prefix is the reserved path prefix; nothing under it reaches an upstream.
 const Prefix = "/.sekisho/"
@@ -51,6 +64,10 @@ const maxFormBytes = 16 << 10
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	info := reqinfo.From(r.Context())
 	info.Decision = "gateway"
+	if p.OIDC != nil && p.OIDCPrefix != "" && strings.HasPrefix(r.URL.Path, p.OIDCPrefix) {
+		p.OIDC.ServeHTTP(w, r)
+		return
+	}
 	switch r.URL.Path {
 	case "/.sekisho/healthz":
 		secureHeaders(w)
@@ -120,9 +137,13 @@ func (p *Portal) loginForm(w http.ResponseWriter, r *http.Request, status int, u
 	if info := reqinfo.From(r.Context()); info.Reason == "" {
 		info.Reason = "sign-in page"
 	}
+	var providers []ProviderLink
+	if p.Providers != nil {
+		providers = p.Providers(next(r))
+	}
 	Render(w, r, status, "login.html", map[string]any{
 		"Title": "Sign in", "CSRF": token, "Next": next(r), "Username": username,
-		"Error": msg, "LocalEnabled": p.Local != nil,
+		"Error": msg, "LocalEnabled": p.Local != nil, "Providers": providers,
 	})
 }
 
@@ -216,6 +237,16 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 	p.Sessions.Clear(w)
 	info.Reason = "signed out"
 	secureHeaders(w)
+	if s, err := p.Sessions.Read(r); err == nil && p.EndSession != nil {
+		// RP-initiated logout: end the provider's session too when it can.
+		if u, err := p.EndSession(r, s); err != nil {
+			p.log().Warn("end provider session", "provider", s.Provider, "err", err)
+		} else if u != "" {
+			info.Reason = "signed out here and at " + s.Provider
+			http.Redirect(w, r, u, http.StatusSeeOther)
+			return
+		}
+	}
 	target := "/.sekisho/login"
 	if n := next(r); n != "/" {
 		target = redirect.LoginURL(n) // "sign in as someone else" comes back to the page
