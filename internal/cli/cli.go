@@ -49,6 +49,7 @@ func commands() []command {
 		{"check", "validate a config the way serve does, and flag risky settings", runCheck},
 		{"user", "manage local accounts: add, passwd, disable, enable, list", runUser},
 		{"apikey", "manage API keys for machines: create, list, revoke", runAPIKey},
+		{"policy", "test routes, rules and policies against a table of requests: policy test CASES.yaml", runPolicy},
 		{"version", "print the version", runVersion},
 		{"completion", "print a shell completion script (bash or zsh)", runCompletion},
 	}

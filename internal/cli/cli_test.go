@@ -129,3 +129,25 @@ func TestUserCommands(t *testing.T) {
 		})
 	}
 }
+
+func TestPolicyTest(t *testing.T) {
+	r := runCLI(t, "", "policy", "test", "../../examples/policy-tests.yaml", "--config", "../../examples/rules.yaml")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "8 passed, 0 failed") {
+		t.Fatalf("shipped policy tests: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	// A rule change that lets the office rule go is caught by the cases.
+	src, err := os.ReadFile("../../examples/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	weakened := strings.Replace(string(src), `not_ip_ranges: ["10.0.0.0/8"]`, `not_ip_ranges: ["0.0.0.0/0"]`, 1)
+	_, cfg := writeConfig(t, weakened)
+	r = runCLI(t, "", "policy", "test", "../../examples/policy-tests.yaml", "--config", cfg)
+	if r.code != ExitError || !strings.Contains(r.stdout, "FAIL") || !strings.Contains(r.stdout, "members page from home") {
+		t.Fatalf("weakened rule not caught: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = runCLI(t, "", "policy", "test")
+	if r.code != ExitUsage {
+		t.Fatalf("no cases file: exit %d", r.code)
+	}
+}

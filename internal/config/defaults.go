@@ -75,6 +75,19 @@ func (c *Config) applyDefaults() {
 	setInt(&la.IPMaxFailures, DefaultIPMaxFailures)
 	setDur(&la.Window, DefaultFailureWindow)
 	setDur(&la.Lockout, DefaultLockout)
+	setStr(&c.RulesDefault, "allow")
+	defaultRules(c.Rules)
+	if w := c.WAF; w != nil {
+		setInt(&w.Paranoia, 1)
+		setInt(&w.AnomalyThreshold, 5)
+		if w.BodyLimit == 0 {
+			w.BodyLimit = 32 << 10
+		}
+	}
+	if r := c.Redis; r != nil {
+		setStr(&r.Prefix, "sekisho:rl:")
+		setDur(&r.Timeout, 50*time.Millisecond)
+	}
 	setDur(&c.OIDC.Timeout, 10*time.Second)
 	setDur(&c.OIDC.StateTTL, 10*time.Minute)
 	setDur(&c.OIDC.DiscoveryTTL, 5*time.Minute)
@@ -106,6 +119,19 @@ func (c *Config) applyDefaults() {
 		setStr(&r.Path, "/")
 		setDur(&r.Timeout, DefaultRouteTimeout)
 		setDur(&r.StreamIdleTimeout, DefaultStreamIdle)
+		defaultRules(r.Rules)
+	}
+}
+
+func defaultRules(rs []Rule) {
+	for i := range rs {
+		setStr(&rs[i].Phase, "edge")
+		if len(rs[i].Key) == 0 && (rs[i].Action == "throttle" || rs[i].Action == "rate_based_ban") {
+			rs[i].Key = []string{"ip"}
+		}
+		if rs[i].Action == "deny" && rs[i].Status == 0 {
+			rs[i].Status = 403
+		}
 	}
 }
 

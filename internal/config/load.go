@@ -201,3 +201,8 @@ func (c *Config) Source() string {
 	}
 	return c.source.name
 }
+
+// Pos returns "file:line" of the value at path (map keys as strings, list
+// indexes as ints), for errors found outside this package (rule
+// expressions, WAF settings) to point into the file like Validate's do.
+func (c *Config) Pos(path ...any) string { return c.pos(path...) }

@@ -41,6 +41,18 @@ type Config struct {
 	// ShutdownGrace is how long in-flight requests may run after SIGTERM
 	// before their connections are closed. Default "30s".
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// Rules is the gateway's security rule set, merged with each route's own
+	// rules by priority (lowest first; the first match acts). Empty: none.
+	Rules []Rule `yaml:"rules"`
+	// RulesDefault is what happens when no rule matches: "allow" (default:
+	// the route's policy still decides) or "deny".
+	RulesDefault string `yaml:"rules_default"`
+	// WAF configures the OWASP Core Rule Set that rules with match.waf use.
+	// Nil (the default): no WAF; a rule with match.waf is a config error.
+	WAF *WAF `yaml:"waf"`
+	// Redis, when set, shares rate limits and bans between replicas.
+	// Nil (the default): limits are kept in memory, per replica.
+	Redis *Redis `yaml:"redis"`
 	// Pools are the upstream server groups routes send requests to.
 	Pools []Pool `yaml:"pools"`
 	// Routes map a host and path prefix to a pool and a policy.
@@ -346,6 +358,110 @@ type Route struct {
 	// Auth says which machine credentials the route takes and how fresh a
 	// sign-in must be. API keys scoped to the route are always accepted.
 	Auth RouteAuth `yaml:"auth"`
+	// Rules are the route's own security rules, merged with the gateway's
+	// by priority; priorities must be unique across both. Empty: none.
+	Rules []Rule `yaml:"rules"`
+	// RulesDefault overrides the gateway's rules_default for this route.
+	// Empty: the gateway's.
+	RulesDefault string `yaml:"rules_default"`
+}
+
+// Rule is one security rule: a match and an action, like a Cloud Armor rule.
+type Rule struct {
+	// Priority orders the rules, lowest first; only the first match acts.
+	// Required (1 or more), unique among the rules a route sees.
+	Priority int `yaml:"priority"`
+	// Description names the rule in check errors and audit lines.
+	Description string `yaml:"description"`
+	// Phase is "edge" (default: before sign-in, sees the request only) or
+	// "identity" (after sign-in, also sees identity.*).
+	Phase string `yaml:"phase"`
+	// Match: every condition given must hold. At least one is required.
+	Match RuleMatch `yaml:"match"`
+	// Action is allow, deny, redirect, throttle or rate_based_ban. Required.
+	Action string `yaml:"action"`
+	// Status for deny: 403 (default), 404, 429 or 502.
+	Status int `yaml:"status"`
+	// RedirectURL for redirect: an absolute http(s) URL.
+	RedirectURL string `yaml:"redirect_url"`
+	// Rate for throttle and rate_based_ban.
+	Rate *Rate `yaml:"rate"`
+	// BanFor is how long rate_based_ban bans a key over the rate.
+	BanFor Duration `yaml:"ban_for"`
+	// Key says what is counted, up to three of: all, ip, path, user,
+	// apikey, header:NAME, cookie:NAME. Default [ip].
+	Key []string `yaml:"key"`
+	// AddHeaders are added to the upstream request when an allow rule
+	// matches. Empty: none.
+	AddHeaders map[string]string `yaml:"add_headers"`
+	// Preview logs what the rule would have done without doing it.
+	Preview bool `yaml:"preview"`
+}
+
+// RuleMatch is what a rule matches on.
+type RuleMatch struct {
+	// IPRanges: the client IP (after trusted-proxy resolution) is in one.
+	IPRanges []string `yaml:"ip_ranges"`
+	// NotIPRanges: the client IP is in none of these.
+	NotIPRanges []string `yaml:"not_ip_ranges"`
+	// Expr is a CEL expression returning bool over origin.ip,
+	// request.{method,path,query,headers,host,scheme} and, in the identity
+	// phase, identity.{user,email,groups,kind}; inIpRange(ip, cidr) helps.
+	Expr string `yaml:"expr"`
+	// WAF: the WAF (top-level waf:) flags the request. Edge phase only.
+	WAF bool `yaml:"waf"`
+}
+
+// Rate is Count requests per Per.
+type Rate struct {
+	Count int      `yaml:"count"`
+	Per   Duration `yaml:"per"`
+}
+
+// WAF configures the OWASP Core Rule Set v4 (embedded, run by Coraza).
+type WAF struct {
+	// Groups of CRS rules to load: sqli, xss, lfi, rfi, rce,
+	// scanner-detection, protocol-attack, session-fixation, php, java,
+	// nodejs. Empty: all.
+	Groups []string `yaml:"groups"`
+	// Paranoia is the CRS paranoia level (sensitivity), 1-4. Default 1.
+	Paranoia int `yaml:"paranoia"`
+	// AnomalyThreshold is the inbound anomaly score that flags a request.
+	// Default 5 (the CRS default).
+	AnomalyThreshold int `yaml:"anomaly_threshold"`
+	// DisabledRules are CRS rule ids to opt out of. Empty: none.
+	DisabledRules []int `yaml:"disabled_rules"`
+	// Exclude names request parts not inspected.
+	Exclude WAFExclude `yaml:"exclude"`
+	// ParseJSON inspects JSON bodies field by field (LLM prompts are JSON).
+	// Default false: JSON bodies are not inspected.
+	ParseJSON bool `yaml:"parse_json"`
+	// BodyLimit is how many body bytes are inspected; the rest passes
+	// uninspected. Default 32768 (the CRS costs CPU per byte).
+	BodyLimit int64 `yaml:"body_limit"`
+}
+
+// WAFExclude names headers, cookies and arguments the WAF skips.
+type WAFExclude struct {
+	Headers []string `yaml:"headers"`
+	Cookies []string `yaml:"cookies"`
+	// Args are query or body arguments; JSON paths like json.messages.*.content.
+	Args []string `yaml:"args"`
+}
+
+// Redis shares rate limits and bans between replicas.
+type Redis struct {
+	// URL reference (env:NAME or file:/path) holding redis://… or
+	// rediss://… (it may contain a password). Required.
+	URL secret.Ref `yaml:"url"`
+	// Prefix of sekisho's keys. Default "sekisho:rl:".
+	Prefix string `yaml:"prefix"`
+	// Timeout of one call. Default "50ms".
+	Timeout Duration `yaml:"timeout"`
+	// FailOpen keeps per-replica in-memory limits while Redis is down.
+	// Default false: requests under a rate rule are refused while Redis is
+	// down. Known bans are always enforced.
+	FailOpen bool `yaml:"fail_open"`
 }
 
 // Policy is a route's allow list. A request is allowed when the route is

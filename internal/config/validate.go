@@ -37,6 +37,7 @@ func (c *Config) Validate() error {
 		p.add([]any{"data_dir"}, "data_dir must not be empty")
 	}
 	c.validateListen(p)
+	c.validateRuleSettings(p)
 	c.validateSession(p)
 	c.validateAdmin(p)
 	pools := c.validatePools(p)
@@ -311,6 +312,27 @@ func (c *Config) validateOIDC(p *problems) {
 	}
 }
 
+// validateRuleSettings checks what surrounds the rules; the rules
+// themselves (expressions, CIDRs, rates) are compiled and checked by the
+// rules package when `check` or `serve` provisions them.
+func (c *Config) validateRuleSettings(p *problems) {
+	if c.RulesDefault != "allow" && c.RulesDefault != "deny" {
+		p.add([]any{"rules_default"}, "rules_default %q: want allow or deny", c.RulesDefault)
+	}
+	for i, r := range c.Routes {
+		if r.RulesDefault != "" && r.RulesDefault != "allow" && r.RulesDefault != "deny" {
+			p.add([]any{"routes", i, "rules_default"}, "route %q: rules_default %q: want allow or deny", r.Name, r.RulesDefault)
+		}
+	}
+	if rd := c.Redis; rd != nil {
+		if rd.URL == "" {
+			p.add([]any{"redis"}, "redis.url is required (env:NAME or file:/path holding redis://...)")
+		} else if err := rd.URL.Check(); err != nil {
+			p.add([]any{"redis", "url"}, "redis.url: %v", err)
+		}
+	}
+}
+
 // checkIssuerURL accepts https URLs, and http only to loopback (tests, sidecars).
 func checkIssuerURL(raw string) error {
 	u, err := url.Parse(raw)
@@ -497,6 +519,9 @@ func (c *Config) Risks() []string {
 	var r []string
 	if c.Listen.InsecurePlainHTTP {
 		r = append(r, fmt.Sprintf("%s: listen.insecure_plain_http is set: session cookies cross the network in clear text", c.pos("listen", "insecure_plain_http")))
+	}
+	if c.Redis != nil && c.Redis.FailOpen {
+		r = append(r, fmt.Sprintf("%s: redis.fail_open is set: while Redis is down each replica enforces limits alone (N replicas allow N times the rate)", c.pos("redis", "fail_open")))
 	}
 	if c.Admin.InsecurePublicAdmin {
 		r = append(r, fmt.Sprintf("%s: admin.insecure_public_admin is set: metrics are reachable from the network", c.pos("admin", "insecure_public_admin")))

@@ -27,6 +27,11 @@ type Info struct {
 	// credential (an API key or bearer token in Authorization), which the
 	// pipeline removes before forwarding. "" when none did.
 	CredentialHeader string
+	// Rule names the security rule that decided ("100 office only"), ""
+	// when none did; RuleAction is what it did (deny, throttle, ...), and
+	// Preview is set when a preview rule matched (it logged, not acted).
+	Rule, RuleAction string
+	Preview          bool
 	// Decision and Reason are what the gateway decided, for the audit line.
 	// Handlers of sekisho's own endpoints (sign-in) fill them in too.
 	Decision, Reason string

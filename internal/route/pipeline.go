@@ -15,6 +15,7 @@ import (
 	"github.com/sekisho/sekisho/internal/pathnorm"
 	"github.com/sekisho/sekisho/internal/redirect"
 	"github.com/sekisho/sekisho/internal/reqinfo"
+	"github.com/sekisho/sekisho/internal/rules"
 	"github.com/sekisho/sekisho/internal/web"
 )
 
@@ -30,6 +31,9 @@ type Route struct {
 	// MaxAge, when above zero, demands that a browser session signed in
 	// within this long; an older one is sent to sign in again (re-auth).
 	MaxAge time.Duration
+	// Rules are the gateway's and the route's security rules, merged. nil:
+	// none (nothing is evaluated).
+	Rules *rules.Set
 }
 
 // Authenticator finds who made a request. It returns the anonymous identity
@@ -90,6 +94,8 @@ type forward struct {
 	requestID string
 	// credential is the header that carried sekisho's own credential.
 	credential string
+	// addHeaders come from the allow rule that matched.
+	addHeaders http.Header
 }
 
 type forwardKey struct{}
@@ -104,8 +110,13 @@ func (p *Pipeline) now() time.Time {
 // ServeHTTP runs one request down the road.
 func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
-	info := &reqinfo.Info{ID: reqinfo.NewID()}
-	r = r.WithContext(reqinfo.With(r.Context(), info))
+	// A caller may hand in its own Info (policy tests read the decision
+	// from it); otherwise each request gets a fresh one.
+	info := reqinfo.From(r.Context())
+	if info.ID == "" {
+		info = &reqinfo.Info{ID: reqinfo.NewID()}
+		r = r.WithContext(reqinfo.With(r.Context(), info))
+	}
 	// Everything is the gateway's answer until the request is handed to an
 	// upstream; UpstreamError marks its own answers again.
 	rec := &recorder{ResponseWriter: w, generated: true}
@@ -138,6 +149,18 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	info.Route = rt.Name
+	var in *rules.Input
+	var addHeaders http.Header
+	edgeMatched := false
+	if rt.Rules != nil {
+		in = &rules.Input{IP: ip, Method: r.Method, Path: clean, Host: CanonicalHost(r.Host), Scheme: p.Clients.Proto(r),
+			Query: r.URL.Query(), Header: r.Header, Cookie: cookieValue(r), Request: r}
+		res := rt.Rules.Eval(r.Context(), rules.PhaseEdge, in)
+		if p.applyRules(rec, r, info, res) {
+			return
+		}
+		edgeMatched, addHeaders = res.Action != rules.ActionNone, res.AddHeaders
+	}
 	id, err := p.Authn.Authenticate(rec, r)
 	if err != nil {
 		p.Logger.Debug("credential refused", "request_id", info.ID, "err", err)
@@ -180,8 +203,19 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		web.Error(rec, r, http.StatusForbidden, "You are signed in, but this app does not allow your account.")
 		return
 	}
+	if in != nil && !edgeMatched {
+		in.Identity = &id
+		if id.Kind == identity.APIKey {
+			in.APIKeyID = id.SessionID
+		}
+		res := rt.Rules.Eval(r.Context(), rules.PhaseIdentity, in)
+		if p.applyRules(rec, r, info, res) {
+			return
+		}
+		addHeaders = res.AddHeaders
+	}
 	info.Decision = "allow"
-	fw := &forward{id: id, route: rt, clean: clean, escaped: escaped, clientIP: ip,
+	fw := &forward{addHeaders: addHeaders, id: id, route: rt, clean: clean, escaped: escaped, clientIP: ip,
 		proto: p.Clients.Proto(r), host: p.Clients.Host(r), requestID: info.ID, credential: info.CredentialHeader}
 	rec.generated = false
 	rt.Upstream.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
@@ -208,6 +242,9 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 		out.URL.RawPath = fw.escaped
 	}
 	h := out.Header
+	for k, vs := range fw.addHeaders {
+		h[k] = append([]string(nil), vs...)
+	}
 	h.Set("X-Forwarded-For", fw.clientIP.String())
 	h.Set("X-Forwarded-Proto", fw.proto)
 	h.Set("X-Forwarded-Host", fw.host)
@@ -256,7 +293,8 @@ func (p *Pipeline) finish(rec *recorder, r *http.Request, info *reqinfo.Info, st
 	p.Audit.Log(&audit.Entry{
 		Time: start.UTC(), RequestID: info.ID, Route: info.Route, Host: r.Host, Method: r.Method,
 		Path: path, ClientIP: info.ClientIP.String(), User: info.User, Kind: info.Kind, Provider: info.Provider,
-		Decision: info.Decision, Reason: info.Reason, Status: status, Bytes: rec.bytes, Duration: elapsed.Microseconds(),
+		Decision: info.Decision, Reason: info.Reason, Rule: info.Rule, Preview: info.Preview,
+		Status: status, Bytes: rec.bytes, Duration: elapsed.Microseconds(),
 	})
 }
 

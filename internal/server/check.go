@@ -3,11 +3,15 @@ package server
 import (
 	"errors"
 	"fmt"
+	"log/slog"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/sekisho/sekisho/internal/assert"
 	"github.com/sekisho/sekisho/internal/certs"
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/ratelimit"
 	"github.com/sekisho/sekisho/internal/secret"
 	"github.com/sekisho/sekisho/internal/session"
 )
@@ -46,6 +50,28 @@ func Check(cfg *config.Config, secrets secret.Resolver) error {
 	}
 	if _, err := clientip.New(cfg.Listen.TrustedProxies); err != nil {
 		errs = append(errs, fmt.Errorf("listen.trusted_proxies: %w", err))
+	}
+	// Rules compile exactly as serve compiles them; an in-memory limiter
+	// stands in for Redis (check contacts no server).
+	inspector, err := newWAF(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	mem, _ := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	if _, err := ruleSets(cfg, mem, inspector); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Redis != nil {
+		if raw, err := secrets.Resolve(cfg.Redis.URL); err != nil {
+			errs = append(errs, fmt.Errorf("redis.url: %w", err))
+		} else if _, err := redis.ParseURL(string(raw)); err != nil {
+			errs = append(errs, fmt.Errorf("redis.url (%s): not a redis:// or rediss:// URL", cfg.Redis.URL))
+		}
+	}
+	for i, p := range cfg.OIDC.Providers {
+		if _, err := secrets.Resolve(p.ClientSecret); err != nil {
+			errs = append(errs, fmt.Errorf("oidc.providers[%d] %q: client_secret: %w", i, p.Name, err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -117,6 +117,9 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 	}
 	go s.revoked.Poll(bg, s.store, 2*time.Second, s.log.With("component", "revocations"))
 	go s.pruneRevocations(bg, 10*time.Minute)
+	if s.runLimiter != nil {
+		go s.runLimiter(bg)
+	}
 	apikeysDone := make(chan struct{})
 	go func() { s.apikeys.Poll(bg, 0); close(apikeysDone) }()
 	defer func() { stopBG(); <-apikeysDone }() // Poll flushes last-used times as it stops

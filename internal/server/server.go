@@ -65,6 +65,8 @@ type Server struct {
 	apikeys *apikey.Verifier
 	// sessionAuth is the session-cookie authenticator at the end of the chain.
 	sessionAuth *authn.Sessions
+	// runLimiter runs the in-memory rate limiter's janitor; nil with Redis.
+	runLimiter func(context.Context)
 	// refreshing holds the session ids whose OIDC refresh is under way.
 	refreshing sync.Map
 	revoked    *session.Revocations
@@ -293,13 +295,26 @@ func (s *Server) provisionRoutes() error {
 		portal.Local = auth
 	}
 	pl.Portal = portal
+	limiter, runLimiter, err := newLimiter(cfg, s.opts.Secrets, s.log.With("component", "ratelimit"))
+	if err != nil {
+		return err
+	}
+	s.runLimiter = runLimiter
+	inspector, err := newWAF(cfg, s.log.With("component", "waf"))
+	if err != nil {
+		return err
+	}
+	sets, err := ruleSets(cfg, limiter, inspector)
+	if err != nil {
+		return err
+	}
 	for _, rc := range cfg.Routes {
 		proxy := upstream.NewProxy(upstream.ProxyOptions{
 			Pool: pools[rc.Pool], Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
 			PreserveHost: rc.PreserveHost, Rewrite: pl.Rewrite, ErrorHandler: pl.UpstreamError,
 			Logger: s.log.With("component", "proxy", "route", rc.Name),
 		})
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy, MaxAge: rc.Auth.MaxAge.D()})
+		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy, MaxAge: rc.Auth.MaxAge.D(), Rules: sets[rc.Name]})
 	}
 	s.pipeline = pl
 	s.handler = pl

@@ -1,0 +1,312 @@
+package rules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"slices"
+
+	"cel.dev/cel-go/common/types"
+
+	"github.com/sekisho/sekisho/internal/waf"
+)
+
+// Eval runs the rules of one phase for a request and returns the decision.
+//
+// In PhaseEdge, ActionNone means no edge rule matched: authenticate, then
+// call Eval again with PhaseIdentity. Any other action from the edge phase
+// is the rules' decision for the request (identity rules do not run). In
+// PhaseIdentity a request no rule matches gets the set's default action,
+// with Rule nil.
+//
+// Eval never panics on request data: an expression error, a cost limit
+// exceeded, a failing rate limiter or WAF all give ActionDeny with status 500
+// and Err set (fail closed). A nil Set has no rules: ActionNone at the edge,
+// allow after sign-in.
+func (s *Set) Eval(ctx context.Context, phase Phase, in *Input) Result {
+	if s == nil {
+		if phase == PhaseIdentity {
+			return Result{Action: ActionAllow, Reason: "no rules: default allow"}
+		}
+		return Result{}
+	}
+	if in == nil {
+		in = &Input{}
+	}
+	var ps *phaseSet
+	switch phase {
+	case PhaseEdge:
+		ps = &s.edge
+	case PhaseIdentity:
+		ps = &s.ident
+	default:
+		err := fmt.Errorf("rules: unknown phase %q", phase)
+		return Result{Action: ActionDeny, Status: http.StatusInternalServerError, Reason: "rules failed: denied", Err: err}
+	}
+	ev := evaluator{set: s, ps: ps, in: in, ctx: ctx}
+	res := ev.run()
+	if res.Action == ActionNone && phase == PhaseIdentity {
+		res.Action = s.defaultAction
+		res.Reason = "no rule matched: default " + string(s.defaultAction)
+		if s.defaultAction == ActionDeny {
+			res.Status = http.StatusForbidden
+		}
+	}
+	return res
+}
+
+// evaluator is the state of one Eval call.
+type evaluator struct {
+	set *Set
+	ps  *phaseSet
+	in  *Input
+	ctx context.Context
+	ip  netip.Addr
+
+	act        *activation
+	ipStr      string
+	wafDone    bool
+	wafVerdict waf.Verdict
+	wafErr     error
+}
+
+// appendBelow appends the indexes of list below limit (list is ascending).
+func appendBelow(dst, list []int32, limit int32) []int32 {
+	for _, i := range list {
+		if i >= limit {
+			break
+		}
+		dst = append(dst, i)
+	}
+	return dst
+}
+
+func (ev *evaluator) run() Result {
+	ps, in := ev.ps, ev.in
+	if len(ps.rules) == 0 {
+		return Result{}
+	}
+	ev.ip = in.IP.Unmap().WithZone("")
+	if !ev.ip.IsValid() {
+		return Result{Action: ActionDeny, Status: http.StatusBadRequest,
+			Reason: "client address unknown or malformed: the rules need it, denied"}
+	}
+	// The first IP-only rule that matches, from one prefix lookup; only
+	// rules before it need to be tried.
+	best := int32(len(ps.rules))
+	if ps.ipOnly != nil {
+		if i, ok := ps.ipOnly.Lookup(ev.ip); ok {
+			best = i
+		}
+	}
+	var buf [64]int32
+	cands := appendBelow(buf[:0], ps.always, best)
+	if ps.byMethod != nil {
+		cands = appendBelow(cands, ps.byMethod[in.Method], best)
+	}
+	if ps.byHost != nil {
+		cands = appendBelow(cands, ps.byHost[in.Host], best)
+	}
+	if ps.byPath != nil {
+		cands = appendBelow(cands, ps.byPath[in.Path], best)
+	}
+	for _, hi := range ps.byHeader {
+		v := ""
+		if vs, ok := in.Header[hi.canonical]; ok {
+			v = joinValues(vs)
+		} else if in.Header != nil {
+			v = headerValue(in.Header, hi.name)
+		}
+		cands = appendBelow(cands, hi.values[v], best)
+	}
+	for _, n := range ps.prefixLens {
+		if n > len(in.Path) {
+			break
+		}
+		cands = appendBelow(cands, ps.byPrefix[in.Path[:n]], best)
+	}
+	slices.Sort(cands)
+	var previews []PreviewHit
+	for _, i := range cands {
+		c := ps.rules[i]
+		ok, err := ev.matches(c)
+		if err != nil {
+			return ev.fail(c, err, previews)
+		}
+		if !ok {
+			continue
+		}
+		if c.rule.Preview {
+			previews = append(previews, PreviewHit{Rule: c.ref, WouldDo: ev.wouldDo(c)})
+			continue
+		}
+		return ev.finish(c, previews)
+	}
+	if best < int32(len(ps.rules)) {
+		return ev.finish(ps.rules[best], previews)
+	}
+	return Result{Previews: previews}
+}
+
+func (ev *evaluator) finish(c *compiled, previews []PreviewHit) Result {
+	res := ev.do(c)
+	res.Previews = previews
+	if c.waf && ev.wafDone {
+		res.WAFRuleIDs = ev.wafVerdict.RuleIDs
+	}
+	return res
+}
+
+// matches reports whether all of c's conditions hold, cheapest first.
+func (ev *evaluator) matches(c *compiled) (bool, error) {
+	if c.ipv != nil && !c.ipv.Contains(ev.ip) {
+		return false, nil
+	}
+	if c.notIP != nil && c.notIP.Contains(ev.ip) {
+		return false, nil
+	}
+	if p := c.prg; p != nil {
+		if p.never || !p.holds(ev.in) {
+			return false, nil
+		}
+		if !p.exact {
+			if ev.act == nil {
+				ev.act = &activation{in: ev.in, addr: ev.ip, ip: ev.ipStr, id: ev.in.Identity}
+			}
+			v, _, err := p.prg.Eval(ev.act)
+			if err != nil {
+				return false, fmt.Errorf("expr: %w", err)
+			}
+			b, ok := v.(types.Bool)
+			if !ok {
+				return false, fmt.Errorf("expr returned %s, not bool", v.Type().TypeName())
+			}
+			if !b {
+				return false, nil
+			}
+		}
+	}
+	if c.waf {
+		v, err := ev.inspect()
+		if err != nil {
+			return false, err
+		}
+		if !v.Matched {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (ev *evaluator) ipString() string {
+	if ev.ipStr == "" {
+		ev.ipStr = ev.ip.String()
+	}
+	return ev.ipStr
+}
+
+// inspect runs the WAF once per request, however many rules ask.
+func (ev *evaluator) inspect() (waf.Verdict, error) {
+	if !ev.wafDone {
+		ev.wafDone = true
+		switch {
+		case ev.set.opts.WAF == nil:
+			ev.wafErr = errors.New("match.waf: no WAF configured")
+		case ev.in.Request == nil:
+			ev.wafErr = errors.New("match.waf: the request was not passed to the rules")
+		default:
+			ev.wafVerdict, ev.wafErr = ev.set.opts.WAF.Inspect(ev.in.Request)
+			if ev.wafErr != nil {
+				ev.wafErr = fmt.Errorf("waf: %w", ev.wafErr)
+			}
+		}
+	}
+	return ev.wafVerdict, ev.wafErr
+}
+
+// fail is the fail-closed answer to an internal error while trying c.
+func (ev *evaluator) fail(c *compiled, err error, previews []PreviewHit) Result {
+	ref := c.ref
+	return Result{Action: ActionDeny, Status: http.StatusInternalServerError, Rule: &ref, Previews: previews,
+		Reason: ref.String() + ": evaluation failed, denied", Err: fmt.Errorf("%s: %w", ref, err)}
+}
+
+// do carries out c's action.
+func (ev *evaluator) do(c *compiled) Result {
+	ref := c.ref
+	res := Result{Rule: &ref}
+	name := ref.String() + ": "
+	switch c.rule.Action {
+	case ActionAllow:
+		res.Action, res.Reason = ActionAllow, name+"allow"
+		if c.headers != nil {
+			res.AddHeaders = c.headers.Clone()
+		}
+	case ActionDeny:
+		res.Action, res.Status, res.Reason = ActionDeny, c.rule.Status, name+c.simpleDo
+	case ActionRedirect:
+		res.Action, res.Status, res.Location, res.Reason = ActionRedirect, http.StatusFound, c.rule.RedirectURL, name+"redirect 302"
+	case ActionThrottle:
+		key := c.buildKey(ev.in, ev.ipString())
+		r, err := ev.set.opts.Limiter.Take(ev.ctx, key, c.rule.Rate)
+		if err != nil {
+			return ev.fail(c, fmt.Errorf("rate limiter: %w", err), nil)
+		}
+		if !r.Allowed {
+			res.Action, res.Status, res.RetryAfter = ActionThrottle, http.StatusTooManyRequests, r.RetryAfter
+			res.Reason = name + "throttle: over the rate " + c.rule.Rate.String() + ", deny 429"
+			break
+		}
+		res.Action, res.Reason = ActionAllow, name+"throttle: within the rate, allow"
+	case ActionBan:
+		key := c.buildKey(ev.in, ev.ipString())
+		left, err := ev.set.opts.Limiter.Banned(ev.ctx, key)
+		if err != nil {
+			return ev.fail(c, fmt.Errorf("rate limiter: %w", err), nil)
+		}
+		if left > 0 {
+			res.Action, res.Status, res.RetryAfter = ActionBan, http.StatusTooManyRequests, left
+			res.Reason = name + "rate_based_ban: banned, deny 429"
+			break
+		}
+		r, err := ev.set.opts.Limiter.Take(ev.ctx, key, c.rule.Rate)
+		if err != nil {
+			return ev.fail(c, fmt.Errorf("rate limiter: %w", err), nil)
+		}
+		if r.Allowed {
+			res.Action, res.Reason = ActionAllow, name+"rate_based_ban: within the rate, allow"
+			break
+		}
+		if err := ev.set.opts.Limiter.Ban(ev.ctx, key, c.rule.BanFor); err != nil {
+			return ev.fail(c, fmt.Errorf("rate limiter: %w", err), nil)
+		}
+		res.Action, res.Status, res.RetryAfter = ActionBan, http.StatusTooManyRequests, c.rule.BanFor
+		res.Reason = name + "rate_based_ban: over the rate " + c.rule.Rate.String() + ", banned for " + c.rule.BanFor.String() + ", deny 429"
+	}
+	return res
+}
+
+// wouldDo says what preview rule c would have done. Rate rules count under
+// their own "preview|" keys so that a preview never uses up the real
+// budget, and a preview never bans.
+func (ev *evaluator) wouldDo(c *compiled) string {
+	switch c.rule.Action {
+	case ActionThrottle, ActionBan:
+		key := "preview|" + c.buildKey(ev.in, ev.ipString())
+		r, err := ev.set.opts.Limiter.Take(ev.ctx, key, c.rule.Rate)
+		switch {
+		case err != nil:
+			return string(c.rule.Action) + ": rate limiter failed"
+		case r.Allowed:
+			return string(c.rule.Action) + ": within the rate, allow"
+		case c.rule.Action == ActionBan:
+			return "rate_based_ban: over the rate, ban for " + c.rule.BanFor.String() + ", deny 429"
+		}
+		return "throttle: over the rate, deny 429"
+	case ActionRedirect:
+		return "redirect 302 to " + c.rule.RedirectURL
+	}
+	return c.simpleDo
+}
