@@ -1,12 +1,9 @@
 package ratelimit
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,94 +12,9 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sekisho/sekisho/internal/testenv/redistest"
 )
-
-// redisServer is a real redis-server started by a test on 127.0.0.1.
-type redisServer struct {
-	Addr string
-	cmd  *exec.Cmd
-	once sync.Once
-	log  *bytes.Buffer
-}
-
-// Stop kills the server and waits for it; safe to call twice.
-func (s *redisServer) Stop() {
-	s.once.Do(func() {
-		s.cmd.Process.Kill()
-		s.cmd.Wait()
-	})
-}
-
-// redisBinary finds redis-server: $SEKISHO_REDIS_SERVER, else PATH. Without
-// it the test is skipped, or fails when CI is set.
-func redisBinary(t testing.TB) string {
-	t.Helper()
-	if p := os.Getenv("SEKISHO_REDIS_SERVER"); p != "" {
-		return p
-	}
-	p, err := exec.LookPath("redis-server")
-	if err != nil {
-		msg := "redis-server not found: install it (Debian: apt-get install -y redis-server) or set SEKISHO_REDIS_SERVER"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
-}
-
-// startRedis starts redis-server on a free loopback port, waits until it
-// answers PING, and stops it when the test ends.
-func startRedis(t testing.TB) *redisServer {
-	t.Helper()
-	bin := redisBinary(t)
-	var lastErr error
-	for range 3 { // the free port may be taken between probing and binding
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		s := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), log: new(bytes.Buffer)}
-		s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-			"--save", "", "--appendonly", "no", "--dir", t.TempDir())
-		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-		if err := s.cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", bin, err)
-		}
-		exited := make(chan struct{})
-		go func() { s.cmd.Process.Wait(); close(exited) }()
-		if lastErr = waitPing(s.Addr, exited); lastErr == nil {
-			t.Cleanup(s.Stop)
-			return s
-		}
-		s.Stop()
-	}
-	t.Fatalf("redis-server did not start: %v", lastErr)
-	return nil
-}
-
-func waitPing(addr string, exited <-chan struct{}) error {
-	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
-	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := c.Ping(context.Background()).Err()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server exited: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // newRedisClient connects the way the gateway should: context deadlines
 // bound reads, no retries.
@@ -133,7 +45,7 @@ func newTestRedis(t testing.TB, addr, prefix string, failOpen bool) *Redis {
 }
 
 func TestRedisContract(t *testing.T) {
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	testLimiterContract(t, func(t *testing.T) (Limiter, func(time.Duration)) {
 		return newTestRedis(t, srv.Addr, uniquePrefix(), false), nil
 	})
@@ -170,7 +82,7 @@ func TestRedisOptions(t *testing.T) {
 
 func TestRedisShared(t *testing.T) {
 	ctx := context.Background()
-	srv := startRedis(t)
+	srv := redistest.Start(t)
 	admin := newRedisClient(t, srv.Addr)
 
 	t.Run("two_replicas_share_limit", func(t *testing.T) {
@@ -318,7 +230,7 @@ func TestRedisDown(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := startRedis(t)
+			srv := redistest.Start(t)
 			prefix := uniquePrefix()
 			setter := newTestRedis(t, srv.Addr, prefix, tc.failOpen)
 			seer := newTestRedis(t, srv.Addr, prefix, tc.failOpen)
@@ -426,7 +338,7 @@ func TestRedisSlowServerTimesOut(t *testing.T) {
 }
 
 func BenchmarkRedisTake(b *testing.B) {
-	srv := startRedis(b)
+	srv := redistest.Start(b)
 	r := newTestRedis(b, srv.Addr, uniquePrefix(), false)
 	ctx := context.Background()
 	rate := Rate{Count: 1000, Per: time.Second}

@@ -32,6 +32,9 @@ type Info struct {
 	// Preview is set when a preview rule matched (it logged, not acted).
 	Rule, RuleAction string
 	Preview          bool
+	// RuleNotes are what rules that did not answer the request said (an
+	// allow rule, preview hits); the audit line appends them to Reason.
+	RuleNotes string
 	// Decision and Reason are what the gateway decided, for the audit line.
 	// Handlers of sekisho's own endpoints (sign-in) fill them in too.
 	Decision, Reason string

@@ -286,6 +286,10 @@ func (p *Pipeline) finish(rec *recorder, r *http.Request, info *reqinfo.Info, st
 	if info.Reason == "health check" || info.Reason == "key set" {
 		return // probes would drown the decision log
 	}
+	reason := info.Reason
+	if info.RuleNotes != "" {
+		reason = joinNote(reason, info.RuleNotes)
+	}
 	path := info.Path
 	if path == "" {
 		path = "(not normalised) " + strings.ToValidUTF8(r.URL.EscapedPath(), "?")
@@ -293,7 +297,7 @@ func (p *Pipeline) finish(rec *recorder, r *http.Request, info *reqinfo.Info, st
 	p.Audit.Log(&audit.Entry{
 		Time: start.UTC(), RequestID: info.ID, Route: info.Route, Host: r.Host, Method: r.Method,
 		Path: path, ClientIP: info.ClientIP.String(), User: info.User, Kind: info.Kind, Provider: info.Provider,
-		Decision: info.Decision, Reason: info.Reason, Rule: info.Rule, Preview: info.Preview,
+		Decision: info.Decision, Reason: reason, Rule: info.Rule, Preview: info.Preview,
 		Status: status, Bytes: rec.bytes, Duration: elapsed.Microseconds(),
 	})
 }

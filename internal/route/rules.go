@@ -23,6 +23,7 @@ func (p *Pipeline) applyRules(w http.ResponseWriter, r *http.Request, info *reqi
 		info.Preview = true
 	}
 	if res.Err != nil {
+		info.RuleNotes = "" // the failure says it all
 		p.Logger.Error("security rules failed: request refused", "request_id", info.ID, "route", info.Route, "err", res.Err)
 		info.Decision, info.Reason = "deny", "rule evaluation failed (fail closed): "+res.AuditReason()
 		web.Error(w, r, http.StatusInternalServerError, "The gateway could not check this request against its rules.")
@@ -30,7 +31,7 @@ func (p *Pipeline) applyRules(w http.ResponseWriter, r *http.Request, info *reqi
 	}
 	if !res.Denied() {
 		if why := res.AuditReason(); why != "" {
-			info.Reason = why
+			info.RuleNotes = joinNote(info.RuleNotes, why)
 		}
 		return false
 	}
@@ -74,4 +75,11 @@ func cookieValue(r *http.Request) func(string) string {
 		}
 		return c.Value
 	}
+}
+
+func joinNote(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "; " + b
 }
