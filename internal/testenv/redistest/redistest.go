@@ -103,4 +103,3 @@ func waitPing(addr string, exited <-chan struct{}) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
-
