@@ -53,12 +53,31 @@ session: {keys: ["env:SEKISHO_TEST_UNSET_KEY"]}
 pools: [{name: app, urls: ["http://127.0.0.1:9"]}]
 routes: [{name: app, host: "*", pool: app, policy: {public: true}}]
 `)
+	_, badRules := writeConfig(t, `version: 1
+rules:
+  - {priority: 10, description: a, match: {ip_ranges: ["10.0.0.1/8"]}, action: deny}
+  - {priority: 10, description: b, match: {expr: 'request.pth == "/x"'}, action: deny}
+  - {priority: 20, description: c, match: {expr: 'request.path'}, action: deny}
+  - {priority: 30, description: d, match: {expr: 'true'}, action: throttle, rate: {count: 0, per: 1m}}
+  - {priority: 40, description: e, match: {expr: 'identity.user == "x"'}, action: deny}
+waf: {groups: [sqli, nosuch]}
+pools: [{name: app, urls: ["http://127.0.0.1:9"]}]
+routes: [{name: app, host: "*", pool: app, policy: {public: true}}]
+`)
 	tests := []struct {
 		name     string
 		args     []string
 		code     int
 		contains []string
 	}{
+		{"every_rule_problem_named_with_file_line", []string{"check", "--config", badRules}, ExitConfig, []string{
+			badRules + `:8: waf: unknown rule group "nosuch"`,
+			badRules + `:4: rule 10 "b": priority 10 is also the priority of rule "a"`,
+			badRules + `:3: rule 10 "a": ip_ranges: "10.0.0.1/8" has host bits set`,
+			badRules + `:4: rule 10 "b": expr 1:8: undeclared reference to 'request.pth'`,
+			badRules + `:5: rule 20 "c": expr returns string, not bool`,
+			badRules + `:6: rule 30 "d": rate: rate of zero`,
+			badRules + `:7: rule 40 "e": expr uses identity.user`}},
 		{"embedded_quickstart", []string{"check"}, ExitOK, []string{"ok: examples/quickstart.yaml (embedded): 1 route(s), 1 pool(s)"}},
 		{"good_file", []string{"check", "--config", good}, ExitOK, []string{"ok: ", "1 route(s)"}},
 		{"every_problem_with_file_line_and_name", []string{"check", "--config", bad}, ExitConfig, []string{

@@ -37,7 +37,7 @@ func ruleSets(cfg *config.Config, limiter ratelimit.Limiter, inspector waf.Inspe
 			// Gateway rules are compiled with every route: report each problem once.
 			if msg := err.Error(); !seen[msg] {
 				seen[msg] = true
-				errs = append(errs, fmt.Errorf("route %q: %w", rc.Name, err))
+				errs = append(errs, err) // each problem names its rule and file:line
 			}
 			continue
 		}
@@ -80,7 +80,7 @@ func newWAF(cfg *config.Config, logger *slog.Logger) (waf.Inspector, error) {
 		ParseJSON: w.ParseJSON, BodyLimit: w.BodyLimit, Logger: logger,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: waf: %w", cfg.Pos("waf"), err)
+		return nil, fmt.Errorf("%s: %w", cfg.Pos("waf"), err)
 	}
 	return o, nil
 }
