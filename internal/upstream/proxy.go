@@ -216,6 +216,18 @@ func (h *proxy) isStream(res *http.Response) bool {
 	if ct == "" {
 		return false
 	}
+	// Most responses are not streams: a prefix check spares them the
+	// allocation of a full media-type parse.
+	candidate := false
+	for _, s := range h.streamTypes {
+		if len(ct) >= len(s) && strings.EqualFold(ct[:len(s)], s) {
+			candidate = true
+			break
+		}
+	}
+	if !candidate {
+		return false
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return false
@@ -288,8 +300,13 @@ func upgradeType(h http.Header) string {
 // bufferPool recycles ReverseProxy's 32 KiB copy buffers.
 type bufferPool struct{ p sync.Pool }
 
+// copyBufferSize is the copy buffer a response holds while it streams. An
+// idle SSE stream keeps its buffer for hours, so it is small: 8 KiB moves
+// tokens and ordinary pages alike, at a quarter of ReverseProxy's 32 KiB.
+const copyBufferSize = 8 << 10
+
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}}
 }
 
 func (b *bufferPool) Get() []byte { return *b.p.Get().(*[]byte) }

@@ -251,3 +251,14 @@ func TestNewAuthenticatorNilStore(t *testing.T) {
 		t.Error("NewAuthenticator(nil store) = nil error")
 	}
 }
+
+// The dummy hash unknown users are checked against must cost what a real
+// hash costs: same parameters as DefaultParams, and a well-formed hash.
+func TestDummyHashMatchesDefaultParams(t *testing.T) {
+	if NeedsRehash(dummyHash) {
+		t.Fatal("dummyHash parameters differ from DefaultParams: regenerate it with Hash")
+	}
+	if ok, err := Verify(dummyHash, "sekisho-dummy-password-for-unknown-users"); err != nil || !ok {
+		t.Fatalf("dummyHash does not verify its own password: %v %v", ok, err)
+	}
+}
