@@ -53,8 +53,7 @@ func TestSchemaAgreesWithLoader(t *testing.T) {
 	if err := json.Unmarshal(raw, &schema); err != nil {
 		t.Fatal(err)
 	}
-	files, _ := filepath.Glob("../../examples/*.yaml")
-	for _, f := range files {
+	for _, f := range exampleConfigs() {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			data, _ := os.ReadFile(f)
 			var doc any

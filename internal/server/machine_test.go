@@ -50,7 +50,7 @@ func startMachine(t *testing.T) (*testenv.Env, jwttest.Key) {
 	return e, key
 }
 
-func createKey(t *testing.T, e *testenv.Env, name string, routes ...string) string {
+func createKey(t testing.TB, e *testenv.Env, name string, routes ...string) string {
 	t.Helper()
 	tok, rec, err := apikey.Generate(rand.Reader, apikey.Spec{Name: name, Routes: routes})
 	if err != nil {
