@@ -47,6 +47,12 @@ func With(ctx context.Context, info *Info) context.Context {
 	return context.WithValue(ctx, key{}, info)
 }
 
+// Lookup returns the request's Info and whether one was set.
+func Lookup(ctx context.Context) (*Info, bool) {
+	i, ok := ctx.Value(key{}).(*Info)
+	return i, ok
+}
+
 // From returns the request's Info, or an empty one if none was set.
 func From(ctx context.Context) *Info {
 	if i, ok := ctx.Value(key{}).(*Info); ok {

@@ -112,8 +112,8 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := p.now()
 	// A caller may hand in its own Info (policy tests read the decision
 	// from it); otherwise each request gets a fresh one.
-	info := reqinfo.From(r.Context())
-	if info.ID == "" {
+	info, ok := reqinfo.Lookup(r.Context())
+	if !ok || info.ID == "" {
 		info = &reqinfo.Info{ID: reqinfo.NewID()}
 		r = r.WithContext(reqinfo.With(r.Context(), info))
 	}
