@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"cel.dev/cel-go/common/types"
 
@@ -45,8 +46,14 @@ func (s *Set) Eval(ctx context.Context, phase Phase, in *Input) Result {
 		err := fmt.Errorf("rules: unknown phase %q", phase)
 		return Result{Action: ActionDeny, Status: http.StatusInternalServerError, Reason: "rules failed: denied", Err: err}
 	}
-	ev := evaluator{set: s, ps: ps, in: in, ctx: ctx}
+	// Native expressions take the evaluator by pointer, which moves it to
+	// the heap; a pool keeps that (and the candidate list) from costing an
+	// allocation per request.
+	ev := evaluators.Get().(*evaluator)
+	*ev = evaluator{set: s, ps: ps, in: in, ctx: ctx, cands: ev.cands[:0]}
 	res := ev.run()
+	*ev = evaluator{cands: ev.cands[:0]}
+	evaluators.Put(ev)
 	if res.Action == ActionNone && phase == PhaseIdentity {
 		res.Action = s.defaultAction
 		res.Reason = "no rule matched: default " + string(s.defaultAction)
@@ -57,16 +64,21 @@ func (s *Set) Eval(ctx context.Context, phase Phase, in *Input) Result {
 	return res
 }
 
+var evaluators = sync.Pool{New: func() any { return &evaluator{cands: make([]int32, 0, 64)} }}
+
 // evaluator is the state of one Eval call.
 type evaluator struct {
-	set *Set
-	ps  *phaseSet
-	in  *Input
-	ctx context.Context
-	ip  netip.Addr
+	cands []int32 // rules to try, reused across calls
+	set   *Set
+	ps    *phaseSet
+	in    *Input
+	ctx   context.Context
+	ip    netip.Addr
 
 	act        *activation
 	ipStr      string
+	strs       [numStrs]string // request strings for native expressions
+	haveStrs   uint8           // which of strs are set
 	wafDone    bool
 	wafVerdict waf.Verdict
 	wafErr     error
@@ -101,16 +113,17 @@ func (ev *evaluator) run() Result {
 			best = i
 		}
 	}
-	var buf [64]int32
-	cands := appendBelow(buf[:0], ps.always, best)
+	cands := appendBelow(ev.cands, ps.always, best)
+	// The guards compare the strings as expressions see them (valid UTF-8).
 	if ps.byMethod != nil {
-		cands = appendBelow(cands, ps.byMethod[in.Method], best)
+		cands = appendBelow(cands, ps.byMethod[ev.str(strMethod)], best)
 	}
 	if ps.byHost != nil {
-		cands = appendBelow(cands, ps.byHost[in.Host], best)
+		cands = appendBelow(cands, ps.byHost[ev.str(strHost)], best)
 	}
+	path := ev.str(strPath)
 	if ps.byPath != nil {
-		cands = appendBelow(cands, ps.byPath[in.Path], best)
+		cands = appendBelow(cands, ps.byPath[path], best)
 	}
 	for _, hi := range ps.byHeader {
 		v := ""
@@ -122,12 +135,13 @@ func (ev *evaluator) run() Result {
 		cands = appendBelow(cands, hi.values[v], best)
 	}
 	for _, n := range ps.prefixLens {
-		if n > len(in.Path) {
+		if n > len(path) {
 			break
 		}
-		cands = appendBelow(cands, ps.byPrefix[in.Path[:n]], best)
+		cands = appendBelow(cands, ps.byPrefix[path[:n]], best)
 	}
 	slices.Sort(cands)
+	ev.cands = cands
 	var previews []PreviewHit
 	for _, i := range cands {
 		c := ps.rules[i]
@@ -168,10 +182,16 @@ func (ev *evaluator) matches(c *compiled) (bool, error) {
 		return false, nil
 	}
 	if p := c.prg; p != nil {
-		if p.never || !p.holds(ev.in) {
+		if p.never || !p.holds(ev) {
 			return false, nil
 		}
-		if !p.exact {
+		switch {
+		case p.exact:
+		case p.native != nil:
+			if !p.native(ev) {
+				return false, nil
+			}
+		default:
 			if ev.act == nil {
 				ev.act = &activation{in: ev.in, addr: ev.ip, ip: ev.ipStr, id: ev.in.Identity}
 			}

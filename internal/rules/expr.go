@@ -163,6 +163,9 @@ type program struct {
 	exact bool
 	// never: the expression is the literal false.
 	never bool
+	// native is the expression compiled to Go (native.go); nil when it
+	// needs the CEL interpreter.
+	native boolFn
 }
 
 // compile type-checks src and builds its program. Errors carry line:column
@@ -225,6 +228,10 @@ func (e *exprEnv) compile(src string, identityOK bool) (*program, error) {
 	est, err := e.env.EstimateCost(checked, sizeHints{})
 	if err != nil || est.Max > e.costLimit {
 		popts = append(popts, cel.CostLimit(e.costLimit))
+	} else {
+		// Natively only within the cost limit, so that a limit CEL would
+		// enforce is never skipped.
+		p.native = compileNative(native)
 	}
 	prg, err := e.env.Program(checked, popts...)
 	if err != nil {
@@ -350,19 +357,19 @@ func varName(a *ast.AST, e ast.Expr) string {
 	return ""
 }
 
-// holds reports whether the guard holds for in.
-func (p *program) holds(in *Input) bool {
+// holds reports whether the guard holds for the request ev evaluates.
+func (p *program) holds(ev *evaluator) bool {
 	switch p.guard {
 	case guardPathEq:
-		return in.Path == p.guardValue
+		return ev.str(strPath) == p.guardValue
 	case guardHostEq:
-		return in.Host == p.guardValue
+		return ev.str(strHost) == p.guardValue
 	case guardPathPrefix:
-		return strings.HasPrefix(in.Path, p.guardValue)
+		return strings.HasPrefix(ev.str(strPath), p.guardValue)
 	case guardMethodEq:
-		return in.Method == p.guardValue
+		return ev.str(strMethod) == p.guardValue
 	case guardHeaderEq:
-		return headerValue(in.Header, p.guardName) == p.guardValue
+		return headerValue(ev.in.Header, p.guardName) == p.guardValue
 	}
 	return true
 }

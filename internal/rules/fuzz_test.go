@@ -48,14 +48,21 @@ func FuzzCompileExpr(f *testing.F) {
 		act := &activation{in: in, addr: in.IP, id: in.Identity}
 		v, _, err := p.prg.Eval(act)
 		if err != nil {
+			if p.native != nil {
+				t.Fatalf("%q is compiled natively as if it could not fail, but CEL fails: %v", src, err)
+			}
 			return // a runtime error is a fail-closed deny for Eval
 		}
 		b, ok := v.(types.Bool)
 		if !ok {
 			t.Fatalf("%q returned %v (%T), not bool", src, v, v)
 		}
-		if p.exact && p.guard != guardNone && bool(b) != p.holds(in) {
-			t.Fatalf("%q: the guard says %v, the program %v", src, p.holds(in), b)
+		ev := &evaluator{in: in, ip: in.IP}
+		if p.exact && p.guard != guardNone && bool(b) != p.holds(ev) {
+			t.Fatalf("%q: the guard says %v, the program %v", src, p.holds(ev), b)
+		}
+		if p.native != nil && p.native(ev) != bool(b) {
+			t.Fatalf("%q: native says %v, CEL %v", src, !bool(b), b)
 		}
 		if p.never && bool(b) {
 			t.Fatalf("%q: marked never but true", src)
