@@ -6,7 +6,6 @@ package audit
 
 import (
 	"bufio"
-	"encoding/json"
 	"io"
 	"sync"
 	"time"
@@ -44,8 +43,11 @@ type Entry struct {
 // least every FlushEvery (so a busy gateway does not make one system call per
 // request) and on Close. Safe for concurrent use.
 type Logger struct {
-	mu      sync.Mutex
-	w       *bufio.Writer
+	mu sync.Mutex
+	w  *bufio.Writer
+	// line is the buffer the next line is encoded into, reused under mu so
+	// that Log does not allocate once it has grown to a typical line.
+	line    []byte
 	closer  io.Closer
 	done    chan struct{}
 	stopped sync.WaitGroup
@@ -53,6 +55,10 @@ type Logger struct {
 
 // FlushEvery bounds how long a line may sit in the buffer.
 const FlushEvery = 200 * time.Millisecond
+
+// maxKeptLine is the largest line buffer Log keeps for the next line; the
+// buffer of a rare huge line (a long path or reason) is let go.
+const maxKeptLine = 16 << 10
 
 // New returns a Logger writing to w; if w is an io.Closer, Close closes it.
 func New(w io.Writer) *Logger {
@@ -79,19 +85,33 @@ func (l *Logger) flusher() {
 	}
 }
 
-// Log writes one entry. Errors writing the log are not the request's
-// problem; they surface on Flush/Close.
+// Log writes one entry as the line json.Marshal(e) would give, without its
+// reflection and allocations. Errors writing the log are not the request's
+// problem; they surface on Flush/Close. A decision is never left out of
+// the log: an entry whose Time has no RFC 3339 form (a year outside
+// 0-9999, a zone offset of a day or more: a broken clock) is written with
+// the time of writing instead.
 func (l *Logger) Log(e *Entry) {
 	if l == nil {
 		return
 	}
-	b, err := json.Marshal(e)
-	if err != nil {
-		return
-	}
 	l.mu.Lock()
+	b, err := appendEntry(l.line[:0], e)
+	if err != nil {
+		fixed := *e
+		fixed.Time = time.Now().UTC()
+		if b, err = appendEntry(l.line[:0], &fixed); err != nil {
+			fixed.Time = time.Time{}
+			b, _ = appendEntry(l.line[:0], &fixed)
+		}
+	}
+	b = append(b, '\n')
 	l.w.Write(b)
-	l.w.WriteByte('\n')
+	if cap(b) <= maxKeptLine {
+		l.line = b[:0]
+	} else {
+		l.line = nil
+	}
 	l.mu.Unlock()
 }
 

@@ -6,6 +6,7 @@ package metrics
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,24 @@ type Metrics struct {
 	reg      *prometheus.Registry
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+
+	// series caches the counter and histogram of each (route, decision,
+	// status) seen, so that Observe looks up no labels and formats no status
+	// code once a series exists. It holds no more than the vectors do: config
+	// routes × decisions × status codes. The vectors are never Reset nor have
+	// series deleted, which would leave cached ones counting unexported.
+	mu     sync.RWMutex
+	series map[seriesKey]series
+}
+
+type seriesKey struct {
+	route, decision string
+	status          int
+}
+
+type series struct {
+	requests prometheus.Counter
+	duration prometheus.Observer
 }
 
 // New builds the metrics and a registry with Go and process collectors.
@@ -27,7 +46,8 @@ type Metrics struct {
 func New(pools []*upstream.Pool) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
-		reg: reg,
+		reg:    reg,
+		series: make(map[seriesKey]series),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sekisho_requests_total",
 			Help: "Requests by route, gateway decision and status code.",
@@ -45,13 +65,36 @@ func New(pools []*upstream.Pool) *Metrics {
 	return m
 }
 
-// Observe records one finished request.
+// Observe records one finished request. A request for no route (sekisho's
+// own pages) is counted under route "(gateway)".
 func (m *Metrics) Observe(route, decision string, status int, elapsed time.Duration) {
 	if route == "" {
 		route = "(gateway)"
 	}
-	m.requests.WithLabelValues(route, decision, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+	s := m.seriesFor(seriesKey{route, decision, status})
+	s.requests.Inc()
+	s.duration.Observe(elapsed.Seconds())
+}
+
+// seriesFor returns the cached series for k, making it on first use.
+func (m *Metrics) seriesFor(k seriesKey) series {
+	m.mu.RLock()
+	s, ok := m.series[k]
+	m.mu.RUnlock()
+	if ok {
+		return s
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s, ok := m.series[k]; ok {
+		return s
+	}
+	s = series{
+		requests: m.requests.WithLabelValues(k.route, k.decision, strconv.Itoa(k.status)),
+		duration: m.duration.WithLabelValues(k.route),
+	}
+	m.series[k] = s
+	return s
 }
 
 // Handler serves /metrics.
