@@ -20,6 +20,7 @@ type Set struct {
 	edge, ident   phaseSet
 	defaultAction Action
 	opts          Options
+	headerSlots   int // headers native expressions cache per request
 }
 
 // compiled is one rule ready to evaluate.
@@ -34,6 +35,7 @@ type compiled struct {
 	keyBase  string // "g|r100" or "rt=NAME|r100"
 	headers  http.Header
 	simpleDo string // what allow / deny / redirect do, for previews and reasons
+	reason   string // "priority "description": simpleDo", the Result's Reason
 }
 
 // phaseSet holds one phase's rules sorted by priority and their indexes.
@@ -128,6 +130,7 @@ func Compile(gateway, route []Rule, opts Options) (*Set, error) {
 	}
 	s.edge.index()
 	s.ident.index()
+	s.headerSlots = len(env.headerSlots)
 	return s, nil
 }
 
@@ -176,6 +179,7 @@ func compileRule(r *Rule, isRoute bool, env *exprEnv, opts *Options) (*compiled,
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%s: %w", ruleName(r), errors.Join(errs...))
 	}
+	c.reason = c.ref.String() + ": " + c.simpleDo
 	return c, nil
 }
 

@@ -50,9 +50,9 @@ func (s *Set) Eval(ctx context.Context, phase Phase, in *Input) Result {
 	// the heap; a pool keeps that (and the candidate list) from costing an
 	// allocation per request.
 	ev := evaluators.Get().(*evaluator)
-	*ev = evaluator{set: s, ps: ps, in: in, ctx: ctx, cands: ev.cands[:0]}
+	ev.start(s, ps, in, ctx)
 	res := ev.run()
-	*ev = evaluator{cands: ev.cands[:0]}
+	ev.reset()
 	evaluators.Put(ev)
 	if res.Action == ActionNone && phase == PhaseIdentity {
 		res.Action = s.defaultAction
@@ -66,14 +66,31 @@ func (s *Set) Eval(ctx context.Context, phase Phase, in *Input) Result {
 
 var evaluators = sync.Pool{New: func() any { return &evaluator{cands: make([]int32, 0, 64)} }}
 
+// start readies a pooled evaluator for one Eval call.
+func (ev *evaluator) start(s *Set, ps *phaseSet, in *Input, ctx context.Context) {
+	if n := s.headerSlots; n > len(ev.hdrHave) {
+		ev.hdrs, ev.hdrHave = make([]string, n), make([]bool, n)
+	}
+	ev.set, ev.ps, ev.in, ev.ctx = s, ps, in, ctx
+}
+
+// reset drops what an Eval call left in ev, keeping its buffers.
+func (ev *evaluator) reset() {
+	clear(ev.hdrs)
+	clear(ev.hdrHave)
+	*ev = evaluator{cands: ev.cands[:0], hdrs: ev.hdrs, hdrHave: ev.hdrHave}
+}
+
 // evaluator is the state of one Eval call.
 type evaluator struct {
-	cands []int32 // rules to try, reused across calls
-	set   *Set
-	ps    *phaseSet
-	in    *Input
-	ctx   context.Context
-	ip    netip.Addr
+	cands   []int32  // rules to try, reused across calls
+	hdrs    []string // header values by slot (see Set.headerSlots)
+	hdrHave []bool   // which of hdrs are set
+	set     *Set
+	ps      *phaseSet
+	in      *Input
+	ctx     context.Context
+	ip      netip.Addr
 
 	act        *activation
 	ipStr      string
@@ -255,19 +272,23 @@ func (ev *evaluator) fail(c *compiled, err error, previews []PreviewHit) Result 
 
 // do carries out c's action.
 func (ev *evaluator) do(c *compiled) Result {
-	ref := c.ref
-	res := Result{Rule: &ref}
-	name := ref.String() + ": "
+	res := Result{Rule: &c.ref} // shared: Results are read-only
 	switch c.rule.Action {
 	case ActionAllow:
-		res.Action, res.Reason = ActionAllow, name+"allow"
+		res.Action, res.Reason = ActionAllow, c.reason
 		if c.headers != nil {
 			res.AddHeaders = c.headers.Clone()
 		}
+		return res
 	case ActionDeny:
-		res.Action, res.Status, res.Reason = ActionDeny, c.rule.Status, name+c.simpleDo
+		res.Action, res.Status, res.Reason = ActionDeny, c.rule.Status, c.reason
+		return res
 	case ActionRedirect:
-		res.Action, res.Status, res.Location, res.Reason = ActionRedirect, http.StatusFound, c.rule.RedirectURL, name+"redirect 302"
+		res.Action, res.Status, res.Location, res.Reason = ActionRedirect, http.StatusFound, c.rule.RedirectURL, c.reason
+		return res
+	}
+	name := c.ref.String() + ": "
+	switch c.rule.Action {
 	case ActionThrottle:
 		key := c.buildKey(ev.in, ev.ipString())
 		r, err := ev.set.opts.Limiter.Take(ev.ctx, key, c.rule.Rate)

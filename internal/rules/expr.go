@@ -58,6 +58,10 @@ type exprEnv struct {
 	env       *cel.Env
 	costLimit uint64
 	maxLen    int
+	// headerSlots numbers the headers native expressions read by name
+	// (lower-case), so that each is looked up once per request however
+	// many rules read it.
+	headerSlots map[string]int
 }
 
 // newExprEnv builds the CEL environment: the variables, inIpRange, and the
@@ -83,7 +87,7 @@ func newExprEnv(costLimit uint64, maxLen int) (*exprEnv, error) {
 	if err != nil {
 		return nil, fmt.Errorf("build the CEL environment: %w", err)
 	}
-	return &exprEnv{env: env, costLimit: costLimit, maxLen: maxLen}, nil
+	return &exprEnv{env: env, costLimit: costLimit, maxLen: maxLen, headerSlots: map[string]int{}}, nil
 }
 
 // inIPRange is the CEL function inIpRange(ip, cidr): whether ip is in cidr.
@@ -231,7 +235,7 @@ func (e *exprEnv) compile(src string, identityOK bool) (*program, error) {
 	} else {
 		// Natively only within the cost limit, so that a limit CEL would
 		// enforce is never skipped.
-		p.native = compileNative(native)
+		p.native = compileNative(native, e.headerSlots)
 	}
 	prg, err := e.env.Program(checked, popts...)
 	if err != nil {

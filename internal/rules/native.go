@@ -80,14 +80,37 @@ func (ev *evaluator) identity() *identity.Identity {
 	return ev.in.Identity
 }
 
+// header returns request.headers[name] (name lower-case, canonical its
+// canonical form) as CEL sees it, looked up once per evaluation: slot
+// numbers the header in the set.
+func (ev *evaluator) header(slot int, name, canonical string) string {
+	if slot < len(ev.hdrHave) && ev.hdrHave[slot] {
+		return ev.hdrs[slot]
+	}
+	h := ev.in.Header
+	vs, ok := h[canonical]
+	if !ok {
+		vs = h[name] // a key the server could not canonicalise, or none
+	}
+	v := joinValues(vs)
+	if slot < len(ev.hdrHave) {
+		ev.hdrs[slot], ev.hdrHave[slot] = v, true
+	}
+	return v
+}
+
 // nativeCompiler turns a checked expression into closures, or reports
 // that some part of it is not a shape it knows.
-type nativeCompiler struct{ a *ast.AST }
+type nativeCompiler struct {
+	a     *ast.AST
+	slots map[string]int // header name → slot, shared by the set's expressions
+}
 
 // compileNative returns the native form of a checked boolean expression,
-// or nil when the expression needs CEL.
-func compileNative(a *ast.AST) boolFn {
-	return nativeCompiler{a}.boolean(a.Expr())
+// or nil when the expression needs CEL. slots numbers the headers the
+// set's native expressions read; compileNative adds to it.
+func compileNative(a *ast.AST, slots map[string]int) boolFn {
+	return nativeCompiler{a, slots}.boolean(a.Expr())
 }
 
 func (nc nativeCompiler) boolean(e ast.Expr) boolFn {
@@ -336,13 +359,12 @@ func (nc nativeCompiler) str(e ast.Expr) strFn {
 	}
 	lower := strings.ToLower(name)
 	canonical := http.CanonicalHeaderKey(lower)
-	return func(ev *evaluator) string {
-		h := ev.in.Header
-		if vs, ok := h[canonical]; ok {
-			return joinValues(vs)
-		}
-		return joinValues(h[lower]) // a key the server could not canonicalise, or none
+	slot, ok := nc.slots[lower]
+	if !ok {
+		slot = len(nc.slots)
+		nc.slots[lower] = slot
 	}
+	return func(ev *evaluator) string { return ev.header(slot, lower, canonical) }
 }
 
 func strVar(k int) strFn { return func(ev *evaluator) string { return ev.str(k) } }

@@ -176,3 +176,38 @@ func FuzzNativeAgreesWithCEL(f *testing.F) {
 		}
 	})
 }
+
+// TestEvalHeaderCacheDoesNotLeakBetweenRequests: header values are cached
+// per request in pooled evaluators. A request without the header must not
+// see the value a previous request sent (an attacker could otherwise ride
+// on an allowed neighbour's "x-role: admin"), and every rule reading the
+// header sees the same value within one request.
+func TestEvalHeaderCacheDoesNotLeakBetweenRequests(t *testing.T) {
+	rs := []Rule{
+		{Priority: 1, Description: "tenant a is refused", Match: Match{Expr: `request.headers["x-role"].startsWith("guest")`}, Action: ActionDeny},
+		{Priority: 2, Description: "admins pass", Match: Match{Expr: `request.headers["X-Role"] == "admin" || request.headers["x-other"] == "admin"`}, Action: ActionAllow},
+		{Priority: 3, Description: "the rest is refused", Match: Match{Expr: `request.headers["x-role"].contains("") && request.path.startsWith("/")`}, Action: ActionDeny, Status: 404},
+	}
+	s, err := Compile(rs, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.headerSlots != 2 {
+		t.Fatalf("headerSlots = %d, want 2 (x-role and x-other, each once)", s.headerSlots)
+	}
+	for i := range 50 {
+		admin := &Input{IP: netip.MustParseAddr("10.0.0.1"), Path: "/", Header: http.Header{"X-Role": {"admin"}}}
+		if res := s.Eval(t.Context(), PhaseEdge, admin); res.Action != ActionAllow {
+			t.Fatalf("round %d: admin got %s (%s)", i, res.Action, res.Reason)
+		}
+		anon := &Input{IP: netip.MustParseAddr("10.0.0.2"), Path: "/"}
+		if res := s.Eval(t.Context(), PhaseEdge, anon); res.Action != ActionDeny || res.Status != 404 {
+			t.Fatalf("round %d: a request without X-Role after an admin's got %s %d (%s): a header leaked between requests",
+				i, res.Action, res.Status, res.Reason)
+		}
+		guest := &Input{IP: netip.MustParseAddr("10.0.0.3"), Path: "/", Header: http.Header{"X-Role": {"guest"}, "X-Other": {"admin"}}}
+		if res := s.Eval(t.Context(), PhaseEdge, guest); res.Action != ActionDeny || res.Status != 403 {
+			t.Fatalf("round %d: guest got %s %d (%s)", i, res.Action, res.Status, res.Reason)
+		}
+	}
+}
