@@ -82,10 +82,30 @@ type Pipeline struct {
 	ReAuth func(provider, next string, maxAge time.Duration) (string, bool)
 }
 
+// exchange is one request's way through the pipeline, in one allocation:
+// what the audit line needs, the recorder the response goes through and,
+// once the request is allowed, what Rewrite forwards. The request's context
+// carries it (forwardKey), so Rewrite finds it on the proxy's side.
+type exchange struct {
+	start time.Time
+	// req is the request the pipeline works on and forwards: the client's,
+	// with a context that carries this exchange and the request's Info.
+	req *http.Request
+	// info is own, unless the caller handed in an Info of its own.
+	info *reqinfo.Info
+	own  reqinfo.Info
+	rec  recorder
+	// route is the matched route, nil before routing.
+	route *Route
+	// allowed is set when the pipeline decided to forward; until then the
+	// fields below are empty and Rewrite vouches for nothing.
+	allowed bool
+	fw      forward
+}
+
 // forward is what Rewrite needs from the inbound request.
 type forward struct {
 	id        identity.Identity
-	route     *Route
 	clean     string
 	escaped   string
 	clientIP  netip.Addr
@@ -108,45 +128,79 @@ func (p *Pipeline) now() time.Time {
 }
 
 // ServeHTTP runs one request down the road.
+//
+// It stays small on purpose. A stream's connection goroutine is blocked
+// under this frame, inside the upstream proxy's copy loop, for as long as
+// the stream lasts, and it writes the response's first bytes from there:
+// every byte of this frame is paid on that goroutine's stack, and a few
+// hundred more double it from 8 to 16 KiB per open stream. So the decision,
+// with all its locals (routing, rules, authentication, policy), is made in
+// admit, which returns before the request is forwarded, and nothing here
+// holds more than a few pointers. TestIdleStreamStack (internal/server)
+// guards this.
 func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := p.now()
+	x := p.begin(w, r)
+	defer p.finish(x)
+	if p.admit(x) {
+		x.route.Upstream.ServeHTTP(&x.rec, x.req)
+	}
+}
+
+// begin makes the request's exchange.
+//
+//go:noinline
+func (p *Pipeline) begin(w http.ResponseWriter, r *http.Request) *exchange {
+	x := &exchange{start: p.now()}
 	// A caller may hand in its own Info (policy tests read the decision
 	// from it); otherwise each request gets a fresh one.
-	info, ok := reqinfo.Lookup(r.Context())
+	ctx := r.Context()
+	info, ok := reqinfo.Lookup(ctx)
 	if !ok || info.ID == "" {
-		info = &reqinfo.Info{ID: reqinfo.NewID()}
-		r = r.WithContext(reqinfo.With(r.Context(), info))
+		x.own.ID = reqinfo.NewID()
+		info = &x.own
+		ctx = reqinfo.With(ctx, info)
 	}
+	x.info = info
 	// Everything is the gateway's answer until the request is handed to an
 	// upstream; UpstreamError marks its own answers again.
-	rec := &recorder{ResponseWriter: w, generated: true}
-	rec.Header().Set(HeaderRequestID, info.ID)
-	defer func() { p.finish(rec, r, info, start) }()
+	x.rec = recorder{ResponseWriter: w, generated: true}
+	x.rec.Header().Set(HeaderRequestID, info.ID)
+	x.req = r.WithContext(context.WithValue(ctx, forwardKey{}, x))
+	return x
+}
 
+// admit decides what becomes of the request: it answers it itself (an
+// error page, a sign-in redirect, a rule's answer, the portal) and returns
+// false, or fills in x.fw and returns true for the request to be forwarded
+// to x.route's upstream.
+//
+//go:noinline
+func (p *Pipeline) admit(x *exchange) bool {
+	r, info, rec := x.req, x.info, &x.rec
 	ip, err := p.Clients.ClientIP(r)
 	if err != nil {
 		info.Decision, info.Reason = "deny", "malformed forwarding header from a trusted proxy: "+err.Error()
 		web.Error(rec, r, http.StatusBadRequest, "The request's forwarding headers are malformed.")
-		return
+		return false
 	}
 	info.ClientIP = ip
 	clean, escaped, err := pathnorm.Normalize(r.URL.EscapedPath())
 	if err != nil {
 		info.Decision, info.Reason = "deny", "path refused: "+err.Error()
 		web.Error(rec, r, http.StatusBadRequest, "The request path is not valid.")
-		return
+		return false
 	}
 	info.Path = clean
 	if strings.HasPrefix(clean, web.Prefix) || clean == strings.TrimSuffix(web.Prefix, "/") {
 		r.URL.Path, r.URL.RawPath = clean, ""
 		p.Portal.ServeHTTP(rec, r)
-		return
+		return false
 	}
 	rt, ok := p.Router.Match(r.Host, clean)
 	if !ok {
 		info.Decision, info.Reason = "deny", "no route for this host and path"
 		web.Error(rec, r, http.StatusNotFound, "There is no app at this address.")
-		return
+		return false
 	}
 	info.Route = rt.Name
 	var in *rules.Input
@@ -157,7 +211,7 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Query: r.URL.Query(), Header: r.Header, Cookie: cookieValue(r), Request: r}
 		res := rt.Rules.Eval(r.Context(), rules.PhaseEdge, in)
 		if p.applyRules(rec, r, info, res) {
-			return
+			return false
 		}
 		edgeMatched, addHeaders = res.Action != rules.ActionNone, res.AddHeaders
 	}
@@ -182,7 +236,7 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if web.WantsJSON(r) {
 			info.Decision = "deny"
 			web.Error(rec, r, http.StatusUnauthorized, "Sign-in required: send a valid credential.")
-			return
+			return false
 		}
 		info.Decision = "login"
 		target := r.URL.EscapedPath()
@@ -197,11 +251,11 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		rec.Header().Set("Cache-Control", "no-store")
 		http.Redirect(rec, r, loc, http.StatusFound)
-		return
+		return false
 	case !d.Allow:
 		info.Decision = "deny"
 		web.Error(rec, r, http.StatusForbidden, "You are signed in, but this app does not allow your account.")
-		return
+		return false
 	}
 	if in != nil && !edgeMatched {
 		in.Identity = &id
@@ -210,15 +264,17 @@ func (p *Pipeline) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		res := rt.Rules.Eval(r.Context(), rules.PhaseIdentity, in)
 		if p.applyRules(rec, r, info, res) {
-			return
+			return false
 		}
 		addHeaders = res.AddHeaders
 	}
 	info.Decision = "allow"
-	fw := &forward{addHeaders: addHeaders, id: id, route: rt, clean: clean, escaped: escaped, clientIP: ip,
+	x.route = rt
+	x.fw = forward{addHeaders: addHeaders, id: id, clean: clean, escaped: escaped, clientIP: ip,
 		proto: p.Clients.Proto(r), host: p.Clients.Host(r), requestID: info.ID, credential: info.CredentialHeader}
+	x.allowed = true
 	rec.generated = false
-	rt.Upstream.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), forwardKey{}, fw)))
+	return true
 }
 
 // Rewrite is the upstream proxy's hook: it builds the outbound request from
@@ -229,10 +285,11 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 	stripOwned(out.Header)
 	stripCookies(out.Header, p.OwnCookies...)
 	out.Header.Del("Proxy-Authorization") // sekisho's own credential header, never the app's
-	fw, ok := pr.In.Context().Value(forwardKey{}).(*forward)
-	if !ok {
+	x, ok := pr.In.Context().Value(forwardKey{}).(*exchange)
+	if !ok || !x.allowed {
 		return // not from the pipeline (cannot happen in the server); nothing is vouched for
 	}
+	fw := &x.fw
 	if fw.credential != "" {
 		out.Header.Del(fw.credential)
 	}
@@ -260,18 +317,21 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 		h.Set(HeaderGroups, headerSafe(strings.Join(fw.id.Groups, ",")))
 	}
 	if p.Signer != nil {
-		tok, err := p.Signer.Sign(fw.route.Name, fw.id)
+		tok, err := p.Signer.Sign(x.route.Name, fw.id)
 		if err != nil {
 			// The app gets no assertion rather than a request without one
 			// silently looking vouched for; log loudly.
-			p.Logger.Error("sign assertion", "route", fw.route.Name, "request_id", fw.requestID, "err", err)
+			p.Logger.Error("sign assertion", "route", x.route.Name, "request_id", fw.requestID, "err", err)
 			return
 		}
 		h.Set(HeaderAssertion, tok)
 	}
 }
 
-func (p *Pipeline) finish(rec *recorder, r *http.Request, info *reqinfo.Info, start time.Time) {
+// finish records the request's outcome: metrics and the audit line. It
+// runs when the response is done, a stream's included.
+func (p *Pipeline) finish(x *exchange) {
+	r, rec, info, start := x.req, &x.rec, x.info, x.start
 	elapsed := p.now().Sub(start)
 	status := rec.status
 	if status == 0 {

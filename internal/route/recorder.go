@@ -43,13 +43,23 @@ func (r *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController find Flush, Hijack and deadlines.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Flush is here too because some code type-asserts http.Flusher directly.
-func (r *recorder) Flush() {
+// FlushError is what http.ResponseController calls; ReverseProxy flushes
+// streams through it. It calls the writer underneath itself rather than
+// through a second ResponseController: a stream's first flush (which writes
+// the response header) is the deepest point of its connection goroutine's
+// stack, and every frame there counts (see Pipeline.ServeHTTP).
+func (r *recorder) FlushError() error {
 	if r.status == 0 {
 		r.WriteHeader(http.StatusOK)
 	}
-	http.NewResponseController(r.ResponseWriter).Flush()
+	if f, ok := r.ResponseWriter.(interface{ FlushError() error }); ok {
+		return f.FlushError()
+	}
+	return http.NewResponseController(r.ResponseWriter).Flush()
 }
+
+// Flush is here too because some code type-asserts http.Flusher directly.
+func (r *recorder) Flush() { _ = r.FlushError() }
 
 // Hijack hands over the connection (WebSocket after a 101 from upstream).
 func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {

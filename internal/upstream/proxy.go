@@ -98,7 +98,9 @@ type reqState struct {
 	in     *http.Request // the client's request
 	ctx    context.Context
 	cancel context.CancelCauseFunc
-	phase  atomic.Int32
+	// timer is the total timeout's; nil without one.
+	timer *time.Timer
+	phase atomic.Int32
 }
 
 type proxy struct {
@@ -163,19 +165,38 @@ func NewProxy(opts ProxyOptions) http.Handler {
 	return h
 }
 
+// ServeHTTP forwards r. Like the pipeline's, its frame stays small: a
+// stream's connection goroutine waits under it for the stream's whole life
+// (see route.Pipeline.ServeHTTP), so the request's state is set up in begin.
 func (h *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st, out := h.begin(r)
+	defer st.end()
+	h.rp.ServeHTTP(w, out)
+}
+
+// begin makes the request's state: the context that the proxy's timeouts
+// cancel, the total timeout's timer, and the request handed to ReverseProxy,
+// whose context carries both. end releases them.
+//
+//go:noinline
+func (h *proxy) begin(r *http.Request) (*reqState, *http.Request) {
 	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
 	st := &reqState{in: r, ctx: ctx, cancel: cancel}
 	if h.timeout > 0 {
-		t := time.AfterFunc(h.timeout, func() {
+		st.timer = time.AfterFunc(h.timeout, func() {
 			if st.phase.CompareAndSwap(phasePending, phaseTimedOut) {
 				cancel(errTimeout)
 			}
 		})
-		defer t.Stop()
 	}
-	h.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, stateKey{}, st)))
+	return st, r.WithContext(context.WithValue(ctx, stateKey{}, st))
+}
+
+func (st *reqState) end() {
+	if st.timer != nil {
+		st.timer.Stop()
+	}
+	st.cancel(nil)
 }
 
 func (h *proxy) rewriteRequest(pr *httputil.ProxyRequest) {
