@@ -240,6 +240,7 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 	type sample struct {
 		wrkResult
 		cpuPerReq time.Duration
+		sysPerReq float64
 	}
 	results := map[string][]sample{}
 	var order []string
@@ -252,8 +253,10 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 			order = append(order, t.key)
 			logf("saturation round %d: %s", round+1, t.name)
 			var cpu0 time.Duration
+			var sys0 int64
 			if t.proc != nil {
 				cpu0, _ = cpuTime(t.proc.pid())
+				sys0, _ = sysCalls(t.proc.pid())
 			}
 			r, raw, err := runWrk("http://"+t.addr+"/", t.cookie, o.conns, o.duration)
 			if err != nil {
@@ -266,18 +269,21 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 			if t.proc != nil {
 				cpu1, _ := cpuTime(t.proc.pid())
 				s.cpuPerReq = (cpu1 - cpu0) / time.Duration(max(r.Requests, 1))
+				sys1, _ := sysCalls(t.proc.pid())
+				s.sysPerReq = float64(sys1-sys0) / float64(max(r.Requests, 1))
 			}
 			results[t.key] = append(results[t.key], s)
 		}
 	}
 	fmt.Fprintf(out, "## Saturation: wrk -t2 -c%d -d%s --latency, %d rounds in the order %s\n\n", o.conns, o.duration, o.rounds, strings.Join(order, " "))
-	fmt.Fprintf(out, "| target | requests/s per run | mean requests/s | p50 (mean) | p99 (mean) | proxy CPU per request |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| target | requests/s per run | mean requests/s | p50 (mean) | p99 (mean) | proxy CPU per request | proxy syscalls per request |\n|---|---|---|---|---|---|---|\n")
 	means := map[string]float64{}
 	cpus := map[string]time.Duration{}
 	for _, t := range targets {
 		var runs []string
 		var rps float64
 		var p50, p99, cpu time.Duration
+		var sys float64
 		ss := results[t.key]
 		for _, s := range ss {
 			runs = append(runs, fmt.Sprintf("%.0f", s.RPS))
@@ -285,13 +291,14 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 			p50 += s.P50 / time.Duration(len(ss))
 			p99 += s.P99 / time.Duration(len(ss))
 			cpu += s.cpuPerReq / time.Duration(len(ss))
+			sys += s.sysPerReq / float64(len(ss))
 		}
 		means[t.key], cpus[t.key] = rps, cpu
-		cpuCol := "—"
+		cpuCol, sysCol := "—", "—"
 		if t.proc != nil {
-			cpuCol = fmt.Sprintf("%.1f µs", float64(cpu)/1e3)
+			cpuCol, sysCol = fmt.Sprintf("%.1f µs", float64(cpu)/1e3), fmt.Sprintf("%.2f", sys)
 		}
-		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s |\n", t.name, strings.Join(runs, ", "), rps, ms(p50), ms(p99), cpuCol)
+		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s | %s |\n", t.name, strings.Join(runs, ", "), rps, ms(p50), ms(p99), cpuCol, sysCol)
 	}
 	ratio := means["c"] / means["b"]
 	fmt.Fprintf(out, "\n- (b)/(a) = %.2f, (c)/(a) = %.2f\n", means["b"]/means["a"], means["c"]/means["a"])

@@ -21,6 +21,27 @@ func execLookPath(name string) (string, error) { return exec.LookPath(name) }
 // cpuTime is the CPU time a process has used so far: the sum of its
 // threads' schedstat run times (nanoseconds), or, where schedstat is
 // missing, utime+stime from /proc/PID/stat (in 10 ms ticks).
+// sysCalls is the number of read-like and write-like system calls the
+// process has made (syscr + syscw in /proc/PID/io).
+func sysCalls(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "syscr" || k == "syscw") {
+			x, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/%d/io: %s: %w", pid, k, err)
+			}
+			n += x
+		}
+	}
+	return n, nil
+}
+
 func cpuTime(pid int) (time.Duration, error) {
 	if tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid)); err == nil && len(tasks) > 0 {
 		var sum int64

@@ -1,0 +1,93 @@
+package session
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// The opened-value cache skips decryption for a cookie value seen before.
+// These tests hold it to being only that: every rule Open enforces still
+// applies to a value that is in the cache.
+
+func TestOpenedCacheRevokedSessionStaysRefused(t *testing.T) {
+	clk, rev := newClock(), NewRevocations()
+	c := testCodec(t, Options{Now: clk.Now, Revocations: rev})
+	s := c.New(alice())
+	value := issue(t, c, s).Value
+	if _, err := c.Open(value); err != nil {
+		t.Fatalf("first open: %v", err)
+	}
+	if _, ok := c.opened.get(value); !ok {
+		t.Fatal("an authentic value was not cached: the test would not exercise the cache")
+	}
+	rev.RevokeSession(s.ID, t0.Add(time.Hour))
+	if _, err := c.Open(value); !errors.Is(err, ErrRevoked) {
+		t.Fatalf("a revoked session read from the cache: err = %v, want ErrRevoked", err)
+	}
+}
+
+func TestOpenedCacheExpiredSessionStaysRefused(t *testing.T) {
+	clk := newClock()
+	c := testCodec(t, Options{Now: clk.Now, IdleTimeout: time.Hour, Lifetime: 2 * time.Hour})
+	value := issue(t, c, c.New(alice())).Value
+	if _, err := c.Open(value); err != nil {
+		t.Fatalf("first open: %v", err)
+	}
+	clk.Advance(time.Hour + time.Second)
+	if _, err := c.Open(value); !errors.Is(err, ErrExpired) {
+		t.Fatalf("an idle-expired session read from the cache: err = %v, want ErrExpired", err)
+	}
+}
+
+func TestOpenedCacheTamperedValueNotCachedNorAccepted(t *testing.T) {
+	c := testCodec(t, Options{Now: newClock().Now})
+	value := issue(t, c, c.New(alice())).Value
+	if _, err := c.Open(value); err != nil {
+		t.Fatal(err)
+	}
+	b := []byte(value)
+	b[len(b)/2] ^= 1
+	tampered := string(b)
+	for range 2 {
+		if _, err := c.Open(tampered); !errors.Is(err, ErrInvalid) {
+			t.Fatalf("tampered value: err = %v, want ErrInvalid", err)
+		}
+	}
+	if _, ok := c.opened.get(tampered); ok {
+		t.Fatal("a value that failed authentication was cached")
+	}
+}
+
+func TestOpenedCacheCallerCannotAlterCachedGroups(t *testing.T) {
+	c := testCodec(t, Options{Now: newClock().Now})
+	value := issue(t, c, c.New(alice())).Value
+	for i := range 2 {
+		s, err := c.Open(value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Groups[0] != "engineering" {
+			t.Fatalf("open %d: groups = %v: an earlier caller's change reached the cache", i, s.Groups)
+		}
+		s.Groups[0] = "dify-admins-forged"
+	}
+}
+
+func TestOpenedCacheIsBounded(t *testing.T) {
+	c := testCodec(t, Options{Now: newClock().Now})
+	for i := range maxOpened + 10 {
+		id := alice()
+		id.User = fmt.Sprint("user", i)
+		if _, err := c.Open(issue(t, c, c.New(id)).Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.opened.mu.RLock()
+	n := len(c.opened.m)
+	c.opened.mu.RUnlock()
+	if n > maxOpened {
+		t.Fatalf("cache holds %d values, over the bound of %d", n, maxOpened)
+	}
+}
