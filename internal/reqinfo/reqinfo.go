@@ -47,6 +47,14 @@ func With(ctx context.Context, info *Info) context.Context {
 	return context.WithValue(ctx, key{}, info)
 }
 
+// IsKey reports whether k is the context key With stores an Info under. A
+// context type of its own that carries the request's Info (to save a
+// context.WithValue per request) answers Value(k) for it.
+func IsKey(k any) bool {
+	_, ok := k.(key)
+	return ok
+}
+
 // Lookup returns the request's Info and whether one was set.
 func Lookup(ctx context.Context) (*Info, bool) {
 	i, ok := ctx.Value(key{}).(*Info)

@@ -71,3 +71,16 @@ func FuzzStripCookies(f *testing.F) {
 		}
 	})
 }
+
+// TestHeaderNamesCanonical: Rewrite sets its headers by map key without
+// canonicalising; a name not in canonical form would sit beside a client's
+// canonical header of the same name instead of replacing it, and the app
+// could read the client's (spoofed) value.
+func TestHeaderNamesCanonical(t *testing.T) {
+	for _, n := range []string{HeaderUser, HeaderEmail, HeaderGroups, HeaderAssertion, HeaderRequestID,
+		"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+		if c := http.CanonicalHeaderKey(n); c != n {
+			t.Errorf("%q is not canonical (%q)", n, c)
+		}
+	}
+}

@@ -101,6 +101,26 @@ type exchange struct {
 	// fields below are empty and Rewrite vouches for nothing.
 	allowed bool
 	fw      forward
+	// parent is the client request's context; the exchange is the context
+	// of x.req, answering for forwardKey and the request's Info itself
+	// (one allocation fewer than two context.WithValue).
+	parent  context.Context
+	ownInfo bool
+	ipText  string // x.clientIP()
+}
+
+// Deadline, Done, Err and Value make the exchange x.req's context.
+func (x *exchange) Deadline() (time.Time, bool) { return x.parent.Deadline() }
+func (x *exchange) Done() <-chan struct{}       { return x.parent.Done() }
+func (x *exchange) Err() error                  { return x.parent.Err() }
+func (x *exchange) Value(k any) any {
+	switch {
+	case k == forwardKey{}:
+		return x
+	case x.ownInfo && reqinfo.IsKey(k):
+		return x.info
+	}
+	return x.parent.Value(k)
 }
 
 // forward is what Rewrite needs from the inbound request.
@@ -108,7 +128,6 @@ type forward struct {
 	id        identity.Identity
 	clean     string
 	escaped   string
-	clientIP  netip.Addr
 	proto     string
 	host      string
 	requestID string
@@ -153,19 +172,18 @@ func (p *Pipeline) begin(w http.ResponseWriter, r *http.Request) *exchange {
 	x := &exchange{start: p.now()}
 	// A caller may hand in its own Info (policy tests read the decision
 	// from it); otherwise each request gets a fresh one.
-	ctx := r.Context()
-	info, ok := reqinfo.Lookup(ctx)
+	x.parent = r.Context()
+	info, ok := reqinfo.Lookup(x.parent)
 	if !ok || info.ID == "" {
 		x.own.ID = reqinfo.NewID()
-		info = &x.own
-		ctx = reqinfo.With(ctx, info)
+		info, x.ownInfo = &x.own, true
 	}
 	x.info = info
 	// Everything is the gateway's answer until the request is handed to an
 	// upstream; UpstreamError marks its own answers again.
 	x.rec = recorder{ResponseWriter: w, generated: true}
 	x.rec.Header().Set(HeaderRequestID, info.ID)
-	x.req = r.WithContext(context.WithValue(ctx, forwardKey{}, x))
+	x.req = r.WithContext(x)
 	return x
 }
 
@@ -270,7 +288,7 @@ func (p *Pipeline) admit(x *exchange) bool {
 	}
 	info.Decision = "allow"
 	x.route = rt
-	x.fw = forward{addHeaders: addHeaders, id: id, clean: clean, escaped: escaped, clientIP: ip,
+	x.fw = forward{addHeaders: addHeaders, id: id, clean: clean, escaped: escaped,
 		proto: p.Clients.Proto(r), host: p.Clients.Host(r), requestID: info.ID, credential: info.CredentialHeader}
 	x.allowed = true
 	rec.generated = false
@@ -302,19 +320,20 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 	for k, vs := range fw.addHeaders {
 		h[k] = append([]string(nil), vs...)
 	}
-	h.Set("X-Forwarded-For", fw.clientIP.String())
-	h.Set("X-Forwarded-Proto", fw.proto)
-	h.Set("X-Forwarded-Host", fw.host)
-	h.Set(HeaderRequestID, fw.requestID)
+	hs := headerSetter{h: h, vals: make([]string, 0, 8)}
+	hs.set("X-Forwarded-For", x.clientIP())
+	hs.set("X-Forwarded-Proto", fw.proto)
+	hs.set("X-Forwarded-Host", fw.host)
+	hs.set(HeaderRequestID, fw.requestID)
 	if !fw.id.Authenticated() {
 		return
 	}
-	h.Set(HeaderUser, headerSafe(fw.id.User))
+	hs.set(HeaderUser, headerSafe(fw.id.User))
 	if fw.id.Email != "" {
-		h.Set(HeaderEmail, headerSafe(fw.id.Email))
+		hs.set(HeaderEmail, headerSafe(fw.id.Email))
 	}
 	if len(fw.id.Groups) > 0 {
-		h.Set(HeaderGroups, headerSafe(strings.Join(fw.id.Groups, ",")))
+		hs.set(HeaderGroups, headerSafe(strings.Join(fw.id.Groups, ",")))
 	}
 	if p.Signer != nil {
 		tok, err := p.Signer.Sign(x.route.Name, fw.id)
@@ -324,8 +343,31 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 			p.Logger.Error("sign assertion", "route", x.route.Name, "request_id", fw.requestID, "err", err)
 			return
 		}
-		h.Set(HeaderAssertion, tok)
+		hs.set(HeaderAssertion, tok)
 	}
+}
+
+// headerSetter sets single-valued headers whose names are in canonical form
+// (TestHeaderNamesCanonical) from one backing array: one allocation for all
+// of a request's identity headers instead of one each.
+type headerSetter struct {
+	h    http.Header
+	vals []string
+}
+
+func (s *headerSetter) set(canonical, v string) {
+	s.vals = append(s.vals, v)
+	n := len(s.vals)
+	s.h[canonical] = s.vals[n-1 : n : n]
+}
+
+// clientIP is the client's address as text, made once for the upstream
+// header and the audit line.
+func (x *exchange) clientIP() string {
+	if x.ipText == "" {
+		x.ipText = x.info.ClientIP.String()
+	}
+	return x.ipText
 }
 
 // finish records the request's outcome: metrics and the audit line. It
@@ -356,7 +398,7 @@ func (p *Pipeline) finish(x *exchange) {
 	}
 	p.Audit.Log(&audit.Entry{
 		Time: start.UTC(), RequestID: info.ID, Route: info.Route, Host: r.Host, Method: r.Method,
-		Path: path, ClientIP: info.ClientIP.String(), User: info.User, Kind: info.Kind, Provider: info.Provider,
+		Path: path, ClientIP: x.clientIP(), User: info.User, Kind: info.Kind, Provider: info.Provider,
 		Decision: info.Decision, Reason: reason, Rule: info.Rule, Preview: info.Preview,
 		Status: status, Bytes: rec.bytes, Duration: elapsed.Microseconds(),
 	})

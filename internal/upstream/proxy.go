@@ -93,7 +93,9 @@ const (
 
 type stateKey struct{}
 
-// reqState is one request's proxy state, carried in the outbound context.
+// reqState is one request's proxy state. It is the outbound request's
+// context too: ctx (the cancellable one) answers everything but stateKey,
+// which saves a context.WithValue per request.
 type reqState struct {
 	in     *http.Request // the client's request
 	ctx    context.Context
@@ -189,7 +191,18 @@ func (h *proxy) begin(r *http.Request) (*reqState, *http.Request) {
 			}
 		})
 	}
-	return st, r.WithContext(context.WithValue(ctx, stateKey{}, st))
+	return st, r.WithContext(st)
+}
+
+// Deadline, Done, Err and Value make reqState a context.
+func (st *reqState) Deadline() (time.Time, bool) { return st.ctx.Deadline() }
+func (st *reqState) Done() <-chan struct{}       { return st.ctx.Done() }
+func (st *reqState) Err() error                  { return st.ctx.Err() }
+func (st *reqState) Value(k any) any {
+	if k == (stateKey{}) {
+		return st
+	}
+	return st.ctx.Value(k)
 }
 
 func (st *reqState) end() {
