@@ -340,9 +340,15 @@ type bufferPool struct{ p sync.Pool }
 const copyBufferSize = 8 << 10
 
 func newBufferPool() *bufferPool {
-	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}}
+	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
 }
 
-func (b *bufferPool) Get() []byte { return *b.p.Get().(*[]byte) }
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
 
-func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+// Put takes back a buffer Get gave out. The pool holds array pointers, so
+// putting one back allocates nothing; a slice of another size is dropped.
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(buf[:copyBufferSize]))
+	}
+}
