@@ -9,12 +9,14 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck/jwttest"
 )
 
-func fetchingVerifier(t *testing.T, srv *jwksServer, clk *clock) *Verifier {
+func fetchingVerifier(t *testing.T, srv *jwttest.Server, clk *clock) *Verifier {
 	t.Helper()
 	v, err := New(Options{
-		JWKSURL:    srv.URL + "/.sekisho/jwks.json",
+		JWKSURL:    srv.JWKSURL(),
 		Issuer:     testIssuer,
 		Audience:   testAudience,
 		HTTPClient: srv.Client(),
@@ -28,10 +30,10 @@ func fetchingVerifier(t *testing.T, srv *jwksServer, clk *clock) *Verifier {
 
 func TestFetchLazyAndCached(t *testing.T) {
 	k := newKey(t, "k1")
-	srv := newJWKSServer(t, keySet(k))
+	srv := jwttest.NewServer(t, keySet(k))
 	clk := newClock()
 	v := fetchingVerifier(t, srv, clk)
-	if n := srv.fetches.Load(); n != 0 {
+	if n := srv.Fetches.Load(); n != 0 {
 		t.Fatalf("New fetched %d times; want lazy fetch", n)
 	}
 	tok := signES(t, k, goodClaims())
@@ -40,7 +42,7 @@ func TestFetchLazyAndCached(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := srv.fetches.Load(); n != 1 {
+	if n := srv.Fetches.Load(); n != 1 {
 		t.Errorf("fetches = %d after 5 verifies, want 1", n)
 	}
 }
@@ -49,7 +51,7 @@ func TestFetchLazyAndCached(t *testing.T) {
 // MinRefreshInterval.
 func TestFetchUnknownKidRateLimited(t *testing.T) {
 	k := newKey(t, "k1")
-	srv := newJWKSServer(t, keySet(k))
+	srv := jwttest.NewServer(t, keySet(k))
 	clk := newClock()
 	v := fetchingVerifier(t, srv, clk)
 	ctx := context.Background()
@@ -62,14 +64,14 @@ func TestFetchUnknownKidRateLimited(t *testing.T) {
 			t.Fatalf("forged kid: err = %v, want ErrUnknownKey", err)
 		}
 	}
-	if n := srv.fetches.Load(); n != 1 {
+	if n := srv.Fetches.Load(); n != 1 {
 		t.Fatalf("fetches = %d after 100 forged kids within the interval, want 1", n)
 	}
 	clk.Advance(DefaultMinRefreshInterval)
 	for range 100 {
 		v.Verify(ctx, forged)
 	}
-	if n := srv.fetches.Load(); n != 2 {
+	if n := srv.Fetches.Load(); n != 2 {
 		t.Fatalf("fetches = %d after the interval passed, want 2", n)
 	}
 }
@@ -78,14 +80,14 @@ func TestFetchUnknownKidRateLimited(t *testing.T) {
 // unknown kid triggers once the interval has passed.
 func TestFetchNewKeyAfterRotation(t *testing.T) {
 	oldKey, newK := newKey(t, "old"), newKey(t, "new")
-	srv := newJWKSServer(t, keySet(oldKey))
+	srv := jwttest.NewServer(t, keySet(oldKey))
 	clk := newClock()
 	v := fetchingVerifier(t, srv, clk)
 	ctx := context.Background()
 	if _, err := v.Verify(ctx, signES(t, oldKey, goodClaims())); err != nil {
 		t.Fatal(err)
 	}
-	srv.setKeys(keySet(newK, oldKey), http.StatusOK)
+	srv.SetKeys(keySet(newK, oldKey), http.StatusOK)
 	clk.Advance(DefaultMinRefreshInterval)
 	c := goodClaims()
 	c["iat"], c["exp"] = clk.Now().Unix(), clk.Now().Add(5*time.Minute).Unix()
@@ -109,31 +111,31 @@ func TestFetchTTL(t *testing.T) {
 	}
 
 	t.Run("dropped_key_stops_verifying", func(t *testing.T) {
-		srv := newJWKSServer(t, keySet(a, b))
+		srv := jwttest.NewServer(t, keySet(a, b))
 		clk := newClock()
 		v := fetchingVerifier(t, srv, clk)
 		if _, err := v.Verify(ctx, signES(t, b, claimsAt(clk.Now()))); err != nil {
 			t.Fatal(err)
 		}
-		srv.setKeys(keySet(a), http.StatusOK)
+		srv.SetKeys(keySet(a), http.StatusOK)
 		clk.Advance(DefaultKeySetTTL)
 		if _, err := v.Verify(ctx, signES(t, b, claimsAt(clk.Now()))); !errors.Is(err, ErrUnknownKey) {
 			t.Fatalf("dropped key after TTL: err = %v, want ErrUnknownKey", err)
 		}
 	})
 	t.Run("gateway_down_keeps_old_keys", func(t *testing.T) {
-		srv := newJWKSServer(t, keySet(a))
+		srv := jwttest.NewServer(t, keySet(a))
 		clk := newClock()
 		v := fetchingVerifier(t, srv, clk)
 		if _, err := v.Verify(ctx, signES(t, a, claimsAt(clk.Now()))); err != nil {
 			t.Fatal(err)
 		}
-		srv.setKeys(jose.JSONWebKeySet{}, http.StatusServiceUnavailable)
+		srv.SetKeys(jose.JSONWebKeySet{}, http.StatusServiceUnavailable)
 		clk.Advance(DefaultKeySetTTL)
 		if _, err := v.Verify(ctx, signES(t, a, claimsAt(clk.Now()))); err != nil {
 			t.Fatalf("failed refetch dropped the cached keys: %v", err)
 		}
-		if n := srv.fetches.Load(); n != 2 {
+		if n := srv.Fetches.Load(); n != 2 {
 			t.Errorf("fetches = %d, want 2", n)
 		}
 	})
@@ -151,8 +153,8 @@ func TestFetchBadKeySet(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			k := newKey(t, "k1")
-			srv := newJWKSServer(t, tc.set)
-			srv.setKeys(tc.set, tc.status)
+			srv := jwttest.NewServer(t, tc.set)
+			srv.SetKeys(tc.set, tc.status)
 			v := fetchingVerifier(t, srv, newClock())
 			_, err := v.Verify(context.Background(), signES(t, k, goodClaims()))
 			if !errors.Is(err, ErrUnknownKey) {
@@ -165,7 +167,7 @@ func TestFetchBadKeySet(t *testing.T) {
 // Many requests arriving before the first fetch share one fetch.
 func TestFetchConcurrentSingleFetch(t *testing.T) {
 	k := newKey(t, "k1")
-	srv := newJWKSServer(t, keySet(k))
+	srv := jwttest.NewServer(t, keySet(k))
 	v := fetchingVerifier(t, srv, newClock())
 	tok := signES(t, k, goodClaims())
 	var wg sync.WaitGroup
@@ -179,7 +181,7 @@ func TestFetchConcurrentSingleFetch(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if n := srv.fetches.Load(); n != 1 {
+	if n := srv.Fetches.Load(); n != 1 {
 		t.Errorf("fetches = %d for 16 concurrent first requests, want 1", n)
 	}
 }
