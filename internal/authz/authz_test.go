@@ -3,15 +3,13 @@ package authz
 import (
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/golden"
 	"github.com/sekisho/sekisho/internal/identity"
 )
 
@@ -32,45 +30,28 @@ type goldenCase struct {
 // TestGoldenDecisions: each testdata file is a policy and identities, "----",
 // then one decision line per identity.
 func TestGoldenDecisions(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no golden files")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			raw, _ := os.ReadFile(f)
-			in, want, ok := strings.Cut(string(raw), "\n----\n")
-			if !ok {
-				t.Fatal("no ---- separator")
+	golden.Run(t, "testdata/*.txt", *update, func(t *testing.T, _, in string) string {
+		var gc goldenCase
+		dec := yaml.NewDecoder(strings.NewReader(in))
+		dec.KnownFields(true)
+		if err := dec.Decode(&gc); err != nil {
+			t.Fatal(err)
+		}
+		p := Compile(gc.Policy)
+		var b strings.Builder
+		for _, id := range gc.Identities {
+			d := p.Decide(identity.Identity{Kind: identity.Kind(id.Kind), User: id.User, Email: id.Email, Groups: id.Groups})
+			verdict := "deny"
+			switch {
+			case d.Allow:
+				verdict = "allow"
+			case d.NeedsLogin:
+				verdict = "login"
 			}
-			var gc goldenCase
-			dec := yaml.NewDecoder(strings.NewReader(in))
-			dec.KnownFields(true)
-			if err := dec.Decode(&gc); err != nil {
-				t.Fatal(err)
-			}
-			p := Compile(gc.Policy)
-			var b strings.Builder
-			for _, id := range gc.Identities {
-				d := p.Decide(identity.Identity{Kind: identity.Kind(id.Kind), User: id.User, Email: id.Email, Groups: id.Groups})
-				verdict := "deny"
-				switch {
-				case d.Allow:
-					verdict = "allow"
-				case d.NeedsLogin:
-					verdict = "login"
-				}
-				fmt.Fprintf(&b, "%s: %s (%s)\n", id.Name, verdict, d.Reason)
-			}
-			if *update {
-				os.WriteFile(f, []byte(in+"\n----\n"+b.String()), 0o644)
-				return
-			}
-			if diff := cmp.Diff(want, b.String()); diff != "" {
-				t.Errorf("decisions differ (-want +got):\n%s", diff)
-			}
-		})
-	}
+			fmt.Fprintf(&b, "%s: %s (%s)\n", id.Name, verdict, d.Reason)
+		}
+		return b.String()
+	})
 }
 
 func TestNilPolicyDeniesEveryone(t *testing.T) {

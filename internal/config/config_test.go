@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -15,33 +17,9 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // TestGoldenErrors reads testdata/errors/*.txt: a config, a line "----", and
 // the exact problems Load+Validate must report (one per line, in order).
 func TestGoldenErrors(t *testing.T) {
-	files, _ := filepath.Glob("testdata/errors/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no golden files")
-	}
-	for _, f := range files {
-		name := strings.TrimSuffix(filepath.Base(f), ".txt")
-		t.Run(name, func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			input, want, ok := strings.Cut(string(raw), "\n----\n")
-			if !ok {
-				t.Fatalf("%s: no ---- separator", f)
-			}
-			got := problemsOf(name+".yaml", []byte(input))
-			if *update {
-				if err := os.WriteFile(f, []byte(input+"\n----\n"+got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("problems differ (-want +got):\n%s", diff)
-			}
-		})
-	}
+	golden.Run(t, "testdata/errors/*.txt", *update, func(t *testing.T, name, input string) string {
+		return problemsOf(name+".yaml", []byte(input))
+	})
 }
 
 func problemsOf(name string, data []byte) string {

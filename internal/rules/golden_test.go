@@ -9,17 +9,15 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/sekisho/sekisho/internal/golden"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/ratelimit"
 	"github.com/sekisho/sekisho/internal/waf"
@@ -264,88 +262,43 @@ func sortedKeys(h http.Header) []string { return slices.Sorted(maps.Keys(h)) }
 // TestGoldenDecisions: each testdata/*.txt is rules and requests, "----",
 // then one decision line per request (per repetition).
 func TestGoldenDecisions(t *testing.T) {
-	files, _ := filepath.Glob("testdata/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no golden files")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			in, want, ok := strings.Cut(string(raw), "\n----\n")
-			if !ok {
-				t.Fatal("no ---- separator")
-			}
-			var g goldenFile
-			decodeStrict(t, in, &g)
-			lim, clk := newLimiter(t)
-			s, err := g.compile(t, lim, &fakeWAF{})
-			if err != nil {
-				t.Fatalf("compile: %v", err)
-			}
-			var b strings.Builder
-			for _, rq := range g.Requests {
-				n := max(rq.Repeat, 1)
-				for i := 1; i <= n; i++ {
-					name := rq.Name
-					if n > 1 {
-						name = fmt.Sprintf("%s#%d", rq.Name, i)
-					}
-					fmt.Fprintf(&b, "%s: %s\n", name, decide(s, rq.input(t)))
-					clk.Advance(dur(t, rq.Advance))
+	golden.Run(t, "testdata/*.txt", *update, func(t *testing.T, _, in string) string {
+		var g goldenFile
+		decodeStrict(t, in, &g)
+		lim, clk := newLimiter(t)
+		s, err := g.compile(t, lim, &fakeWAF{})
+		if err != nil {
+			t.Fatalf("compile: %v", err)
+		}
+		var b strings.Builder
+		for _, rq := range g.Requests {
+			n := max(rq.Repeat, 1)
+			for i := 1; i <= n; i++ {
+				name := rq.Name
+				if n > 1 {
+					name = fmt.Sprintf("%s#%d", rq.Name, i)
 				}
+				fmt.Fprintf(&b, "%s: %s\n", name, decide(s, rq.input(t)))
+				clk.Advance(dur(t, rq.Advance))
 			}
-			if *update {
-				if err := os.WriteFile(f, []byte(in+"\n----\n"+b.String()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if diff := cmp.Diff(want, b.String()); diff != "" {
-				t.Errorf("decisions differ (-want +got):\n%s", diff)
-			}
-		})
-	}
+		}
+		return b.String()
+	})
 }
 
 // TestGoldenCompileErrors: each testdata/errors/*.txt is rules, "----", then
 // the check errors, one per line.
 func TestGoldenCompileErrors(t *testing.T) {
-	files, _ := filepath.Glob("testdata/errors/*.txt")
-	if len(files) == 0 {
-		t.Fatal("no golden files")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) {
-			raw, err := os.ReadFile(f)
-			if err != nil {
-				t.Fatal(err)
-			}
-			in, want, ok := strings.Cut(string(raw), "\n----\n")
-			if !ok {
-				t.Fatal("no ---- separator")
-			}
-			var g goldenFile
-			decodeStrict(t, in, &g)
-			lim, _ := newLimiter(t)
-			_, err = g.compile(t, lim, &fakeWAF{})
-			if err == nil {
-				t.Fatal("compile accepted the rules")
-			}
-			got := flatten(err)
-			if *update {
-				if err := os.WriteFile(f, []byte(in+"\n----\n"+got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("errors differ (-want +got):\n%s", diff)
-			}
-		})
-	}
+	golden.Run(t, "testdata/errors/*.txt", *update, func(t *testing.T, _, in string) string {
+		var g goldenFile
+		decodeStrict(t, in, &g)
+		lim, _ := newLimiter(t)
+		_, err := g.compile(t, lim, &fakeWAF{})
+		if err == nil {
+			t.Fatal("compile accepted the rules")
+		}
+		return flatten(err)
+	})
 }
 
 // flatten lists a joined error tree, one leaf per line, each prefixed with
