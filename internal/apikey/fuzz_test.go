@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 // FuzzParseKey checks that an accepted key has exactly one spelling (its
@@ -44,7 +46,7 @@ func FuzzParseKey(f *testing.F) {
 // request anonymous without error and name no credential header; nothing
 // may panic.
 func FuzzAuthenticateHeader(f *testing.F) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	st := openStore(f, "", clk)
 	key := mustCreate(f, st, Spec{Name: "ci-bot", Routes: []string{"app"}})
 	v := newVerifier(f, st, clk, Options{AuthorizationRoutes: []string{"app"}})

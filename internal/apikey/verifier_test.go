@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,26 +17,13 @@ import (
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/store"
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the settable test clock.
+type clock = testclock.Clock
 
 // countingStore is the real SQLite store, counting the calls the hot path
 // must not make, and able to fail on demand.
@@ -142,7 +128,7 @@ func flipIDBit(t *testing.T, key string) string {
 }
 
 func TestAuthenticate(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	st := openStore(t, "", clk)
 	good := mustCreate(t, st, Spec{Name: "ci-bot", Routes: []string{"flowise-api", "dify-api"}, Methods: []string{"POST", "GET"},
 		PathPrefixes: []string{"/api/v1"}, ExpiresAt: t0.Add(90 * 24 * time.Hour)})
@@ -228,7 +214,7 @@ func TestAuthenticate(t *testing.T) {
 
 func TestAttacksOnTheCache(t *testing.T) {
 	t.Run("random_id_spray_does_not_hit_store_per_request", func(t *testing.T) {
-		clk := &clock{t: t0}
+		clk := testclock.New(t0)
 		st := openStore(t, "", clk)
 		v := newVerifier(t, st, clk, Options{MissLookupsPerSecond: 5, MissBurst: 10})
 		const requests = 2000
@@ -263,7 +249,7 @@ func TestAttacksOnTheCache(t *testing.T) {
 	})
 
 	t.Run("revocation_seen_by_other_replica_within_poll", func(t *testing.T) {
-		clk := &clock{t: t0}
+		clk := testclock.New(t0)
 		path := filepath.Join(t.TempDir(), "sekisho.db")
 		replica, cli := openStore(t, path, clk), openStore(t, path, clk)
 		key := mustCreate(t, cli, Spec{Name: "ci-bot", Routes: []string{"app"}})
@@ -296,7 +282,7 @@ func TestAttacksOnTheCache(t *testing.T) {
 	})
 
 	t.Run("store_outage_does_not_readmit_revoked_key", func(t *testing.T) {
-		clk := &clock{t: t0}
+		clk := testclock.New(t0)
 		st := openStore(t, "", clk)
 		key := mustCreate(t, st, Spec{Name: "ci-bot", Routes: []string{"app"}})
 		v := newVerifier(t, st, clk, Options{})
@@ -316,7 +302,7 @@ func TestAttacksOnTheCache(t *testing.T) {
 }
 
 func TestKeyCreatedAfterStartIsFound(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	path := filepath.Join(t.TempDir(), "sekisho.db")
 	replica, cli := openStore(t, path, clk), openStore(t, path, clk)
 	v := newVerifier(t, replica, clk, Options{})
@@ -354,7 +340,7 @@ func TestKeyCreatedAfterStartIsFound(t *testing.T) {
 }
 
 func TestFlushRecordsLastUseInBatches(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	st := openStore(t, "", clk)
 	key := mustCreate(t, st, Spec{Name: "ci-bot", Routes: []string{"app"}})
 	mustCreate(t, st, Spec{Name: "idle", Routes: []string{"app"}})
@@ -414,7 +400,7 @@ func TestNewRequiresSource(t *testing.T) {
 // map look-up, constant-time compare and the scope checks. Compare with
 // internal/session's BenchmarkRead (the cookie path).
 func BenchmarkAuthenticate(b *testing.B) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	st := openStore(b, "", clk)
 	key := mustCreate(b, st, Spec{Name: "ci-bot", Routes: []string{"app"}, Methods: []string{"POST"}, PathPrefixes: []string{"/api/v1"}})
 	for i := range 1000 { // a realistic cache, not a single entry

@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/testclock"
 	"github.com/sekisho/sekisho/pkg/verify"
 )
 
@@ -25,22 +26,8 @@ const testIssuer = "https://gw.example.test"
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// clock is the settable test clock.
+type clock = testclock.Clock
 
 func newTestKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
@@ -78,7 +65,7 @@ func verifierFor(t *testing.T, s *Signer, clk *clock, audience string) *verify.V
 }
 
 func TestSignVerifyRoundTrip(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	s, err := NewSigner(SignerOptions{Keys: []*ecdsa.PrivateKey{newTestKey(t)}, Issuer: testIssuer, Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -139,7 +126,7 @@ func TestSignHeader(t *testing.T) {
 }
 
 func TestSignCache(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	s, err := NewSigner(SignerOptions{Keys: []*ecdsa.PrivateKey{newTestKey(t)}, Issuer: testIssuer,
 		Lifetime: 4 * time.Minute, Now: clk.Now})
 	if err != nil {
@@ -168,7 +155,7 @@ func TestSignCache(t *testing.T) {
 // covers every claim input.
 func TestSignCacheNoSharing(t *testing.T) {
 	s, err := NewSigner(SignerOptions{Keys: []*ecdsa.PrivateKey{newTestKey(t)}, Issuer: testIssuer,
-		Now: (&clock{t: t0}).Now})
+		Now: (testclock.New(t0)).Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +206,7 @@ func TestSignCacheNoSharing(t *testing.T) {
 }
 
 func TestSignCacheBounded(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	s, err := NewSigner(SignerOptions{Keys: []*ecdsa.PrivateKey{newTestKey(t)}, Issuer: testIssuer,
 		CacheSize: 16, Now: clk.Now})
 	if err != nil {
@@ -260,7 +247,7 @@ func TestSignCacheConcurrent(t *testing.T) {
 // A token signed by the old key still verifies after rotation while the old
 // key is published second; once it is dropped, it does not.
 func TestKeyRotation(t *testing.T) {
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	oldKey, newKey := newTestKey(t), newTestKey(t)
 	before, err := NewSigner(SignerOptions{Keys: []*ecdsa.PrivateKey{oldKey}, Issuer: testIssuer, Now: clk.Now})
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 func TestNewFiles(t *testing.T) {
@@ -122,7 +124,7 @@ func TestNewFiles(t *testing.T) {
 }
 
 func TestFilesReload(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
+	clock := testclock.New(time.Now())
 	ca := newTestCA(t)
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
@@ -165,9 +167,9 @@ func TestFilesReload(t *testing.T) {
 	}{
 		{name: "initial pair", do: func() {}, want: "a.example.com"},
 		{name: "changed files not looked at before the interval", do: func() { replace(certB, keyB) }, want: "a.example.com"},
-		{name: "changed files loaded after the interval", do: func() { clock.Add(11 * time.Second) }, want: "b.example.com"},
+		{name: "changed files loaded after the interval", do: func() { clock.Advance(11 * time.Second) }, want: "b.example.com"},
 		{name: "broken key on Reload keeps previous pair", do: func() { replace(certA, []byte("garbage")) }, reload: true, want: "b.example.com", wantErr: true},
-		{name: "broken key at handshake keeps previous pair", do: func() { clock.Add(11 * time.Second) }, want: "b.example.com"},
+		{name: "broken key at handshake keeps previous pair", do: func() { clock.Advance(11 * time.Second) }, want: "b.example.com"},
 		{name: "fixed files on Reload", do: func() { replace(certA, keyA) }, reload: true, want: "a.example.com"},
 	}
 	for _, st := range steps {

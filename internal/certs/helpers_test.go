@@ -14,9 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 // testCA is a throwaway certificate authority for tests.
@@ -150,23 +151,8 @@ func errorLines(err error, dir string) []string {
 	return []string{strings.ReplaceAll(err.Error(), dir, "DIR")}
 }
 
-// fakeClock is a settable clock.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// fakeClock is the settable test clock.
+type fakeClock = testclock.Clock
 
 func tempPath(t *testing.T, name string) string {
 	return filepath.Join(t.TempDir(), name)

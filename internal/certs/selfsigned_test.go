@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 func TestSelfSigned(t *testing.T) {
@@ -52,7 +54,7 @@ func TestSelfSigned(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			clock := &fakeClock{t: start}
+			clock := testclock.New(start)
 			var logs bytes.Buffer
 			opts := Options{
 				Mode: ModeSelfSigned, DataDir: dir, SelfSignedHosts: tc.firstHosts, Now: clock.Now,
@@ -72,7 +74,7 @@ func TestSelfSigned(t *testing.T) {
 			if tc.corrupt {
 				writeFile(t, filepath.Join(dir, SelfSignedCertFile), []byte("junk"))
 			}
-			clock.Add(tc.later)
+			clock.Advance(tc.later)
 			opts.SelfSignedHosts = tc.secondHosts
 			if opts.SelfSignedHosts == nil {
 				opts.SelfSignedHosts = tc.firstHosts

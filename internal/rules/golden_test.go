@@ -20,6 +20,7 @@ import (
 	"github.com/sekisho/sekisho/internal/golden"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/ratelimit"
+	"github.com/sekisho/sekisho/internal/testclock"
 	"github.com/sekisho/sekisho/internal/waf"
 )
 
@@ -167,26 +168,11 @@ func (f *fakeWAF) Inspect(r *http.Request) (waf.Verdict, error) {
 	return waf.Verdict{}, nil
 }
 
-// fakeClock is a settable clock for the real in-memory limiter.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// fakeClock is the settable test clock.
+type fakeClock = testclock.Clock
 
 func newLimiter(t testing.TB) (*ratelimit.Memory, *fakeClock) {
-	clk := &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := testclock.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	m, err := ratelimit.NewMemory(ratelimit.MemoryOptions{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -39,7 +40,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestNewSession(t *testing.T) {
-	clk := &clock{t: t0.Add(700 * time.Millisecond)}
+	clk := testclock.New(t0.Add(700 * time.Millisecond))
 	c := testCodec(t, Options{Now: clk.Now})
 	id := alice()
 	id.AuthTime = time.Time{}

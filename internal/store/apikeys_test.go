@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 func testKey(id, name string) APIKey {
@@ -17,7 +19,7 @@ func testKey(id, name string) APIKey {
 }
 
 func TestAPIKeysCreateGetList(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	s := openTest(t, "", clk)
 	ctx := context.Background()
 	b := testKey("bbbbbbbbbbbb", "Zeta-Bot")
@@ -95,7 +97,7 @@ func TestCreateAPIKeyRefuses(t *testing.T) {
 }
 
 func TestRevokeAPIKey(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	s := openTest(t, "", clk)
 	ctx := context.Background()
 	for _, k := range []APIKey{testKey("aaaaaaaaaaaa", "ci-bot"), testKey("bbbbbbbbbbbb", "cccccccccccc"), testKey("cccccccccccc", "third")} {

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 func TestOIDCTokens(t *testing.T) {
 	ctx := context.Background()
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	s := openTest(t, "", clk)
 	rec := OIDCTokenRecord{SessionID: "sess-1", Provider: "corp", Subject: "u1", Sealed: []byte{1, 2, 3}, ExpiresAt: t0.Add(12 * time.Hour)}
 

@@ -14,25 +14,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
-// fakeClock is a settable clock for tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// fakeClock is the settable test clock.
+type fakeClock = testclock.Clock
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -42,7 +28,7 @@ func openTest(t *testing.T, path string, clk *fakeClock) *SQLite {
 		path = filepath.Join(t.TempDir(), "state", "sekisho.db")
 	}
 	if clk == nil {
-		clk = &fakeClock{t: t0}
+		clk = testclock.New(t0)
 	}
 	s, err := OpenSQLiteOptions(path, Options{Now: clk.Now, MaxSessionLifetime: 12 * time.Hour})
 	if err != nil {

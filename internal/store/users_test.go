@@ -10,6 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 func TestCanonicalName(t *testing.T) {
@@ -47,7 +48,7 @@ func TestCanonicalName(t *testing.T) {
 }
 
 func TestCreateGetListUsers(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	s := openTest(t, "", clk)
 	ctx := context.Background()
 	if err := s.CreateUser(ctx, User{Name: "Carol", Email: "carol@example.com", Groups: []string{"admins", "dev"}, PasswordHash: "$h"}); err != nil {
@@ -144,7 +145,7 @@ func TestUserNotFound(t *testing.T) {
 }
 
 func TestSetters(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	s := openTest(t, "", clk)
 	ctx := context.Background()
 	if err := s.CreateUser(ctx, User{Name: "frank", Groups: []string{"a"}}); err != nil {
@@ -182,7 +183,7 @@ func TestSetters(t *testing.T) {
 // SetDisabled(true) write a user-before revocation in the same transaction,
 // and that enabling or other edits do not.
 func TestPasswordChangeAndDisableRevokeSessions(t *testing.T) {
-	clk := &fakeClock{t: t0}
+	clk := testclock.New(t0)
 	s := openTest(t, "", clk) // MaxSessionLifetime 12h
 	ctx := context.Background()
 	if err := s.CreateUser(ctx, User{Name: "gina"}); err != nil {

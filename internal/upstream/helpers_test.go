@@ -6,9 +6,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 // waitDeadline bounds every wait in these tests; it is generous so a loaded
@@ -111,22 +112,8 @@ func recv[T any](t testing.TB, what string, ch <-chan T) T {
 	}
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// fakeClock is the settable test clock.
+type fakeClock = testclock.Clock
 
 // httptestServerWithConnState serves h on 127.0.0.1 and reports connection
 // state changes to cs; it returns the server's URL.

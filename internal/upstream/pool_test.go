@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 func TestNewPoolErrors(t *testing.T) {
@@ -202,7 +204,7 @@ func inflight(p *Pool) int64 {
 }
 
 func TestPassiveEjection(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1000, 0)}
+	clock := testclock.New(time.Unix(1000, 0))
 	dead := deadURL(t)
 	live := newServer(t, named("live"))
 	pool := mustPool(t, PoolOptions{MaxFails: 2, EjectFor: 30 * time.Second, Retries: -1, Now: clock.Now}, dead, live.URL)

@@ -18,33 +18,18 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 // T0 is the tests' start time.
 var T0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// Clock is a settable fake clock starting at T0.
-type Clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// Clock is the settable fake clock shared by the tests.
+type Clock = testclock.Clock
 
 // NewClock returns a clock at T0.
-func NewClock() *Clock { return &Clock{t: T0} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func NewClock() *Clock { return testclock.New(T0) }
 
 // Key is a signing key the test made.
 type Key struct {
