@@ -58,8 +58,8 @@ type phaseSet struct {
 
 // headerIndex lists the rules guarded by request.headers[name] == value.
 type headerIndex struct {
-	name, canonical string
-	values          map[string][]int32
+	hdr    headerRef
+	values map[string][]int32
 }
 
 // ruleName is how errors name a rule.
@@ -403,11 +403,10 @@ func (ps *phaseSet) index() {
 		case c.prg != nil && c.prg.guard == guardPathEq:
 			add(&ps.byPath, c.prg.guardValue, i)
 		case c.prg != nil && c.prg.guard == guardHeaderEq:
-			k := slices.IndexFunc(ps.byHeader, func(h headerIndex) bool { return h.name == c.prg.guardName })
+			k := slices.IndexFunc(ps.byHeader, func(h headerIndex) bool { return h.hdr == c.prg.guardHdr })
 			if k < 0 {
 				k = len(ps.byHeader)
-				ps.byHeader = append(ps.byHeader, headerIndex{name: c.prg.guardName,
-					canonical: http.CanonicalHeaderKey(c.prg.guardName), values: map[string][]int32{}})
+				ps.byHeader = append(ps.byHeader, headerIndex{hdr: c.prg.guardHdr, values: map[string][]int32{}})
 			}
 			ps.byHeader[k].values[c.prg.guardValue] = append(ps.byHeader[k].values[c.prg.guardValue], i)
 		case c.prg != nil && c.prg.guard == guardPathPrefix:

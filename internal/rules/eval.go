@@ -143,12 +143,7 @@ func (ev *evaluator) run() Result {
 		cands = appendBelow(cands, ps.byPath[path], best)
 	}
 	for _, hi := range ps.byHeader {
-		v := ""
-		if vs, ok := in.Header[hi.canonical]; ok {
-			v = joinValues(vs)
-		} else if in.Header != nil {
-			v = headerValue(in.Header, hi.name)
-		}
+		v := ev.header(hi.hdr)
 		cands = appendBelow(cands, hi.values[v], best)
 	}
 	for _, n := range ps.prefixLens {

@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"sort"
 	"strings"
@@ -58,10 +59,22 @@ type exprEnv struct {
 	env       *cel.Env
 	costLimit uint64
 	maxLen    int
-	// headerSlots numbers the headers native expressions read by name
-	// (lower-case), so that each is looked up once per request however
-	// many rules read it.
+	// headerSlots numbers the headers the set's expressions and guards
+	// read by name (lower-case), so that each is looked up once per request
+	// however many rules read it.
 	headerSlots map[string]int
+}
+
+// header returns the reference to request.headers[name] for this set,
+// giving the header a cache slot on first use.
+func (e *exprEnv) header(name string) headerRef {
+	lower := strings.ToLower(name)
+	slot, ok := e.headerSlots[lower]
+	if !ok {
+		slot = len(e.headerSlots)
+		e.headerSlots[lower] = slot
+	}
+	return headerRef{slot: slot, name: lower, canonical: http.CanonicalHeaderKey(lower)}
 }
 
 // newExprEnv builds the CEL environment: the variables, inIpRange, and the
@@ -161,7 +174,8 @@ type program struct {
 	// guardNone when there is none.
 	guard      guardKind
 	guardValue string
-	guardName  string // the header of guardHeaderEq, lower-case
+	guardName  string    // the header of guardHeaderEq, lower-case
+	guardHdr   headerRef // and its reference
 	// exact: the expression is the guard itself (or the literal true), so
 	// the program need not run.
 	exact bool
@@ -225,6 +239,9 @@ func (e *exprEnv) compile(src string, identityOK bool) (*program, error) {
 		return nil, err
 	}
 	p.findGuard(native)
+	if p.guard == guardHeaderEq {
+		p.guardHdr = e.header(p.guardName)
+	}
 	// Runtime cost tracking costs more than a simple expression itself, so
 	// it is on only for expressions whose worst case over any request the
 	// listener accepts could go over the limit.
@@ -235,7 +252,7 @@ func (e *exprEnv) compile(src string, identityOK bool) (*program, error) {
 	} else {
 		// Natively only within the cost limit, so that a limit CEL would
 		// enforce is never skipped.
-		p.native = compileNative(native, e.headerSlots)
+		p.native = compileNative(native, e)
 	}
 	prg, err := e.env.Program(checked, popts...)
 	if err != nil {
@@ -373,7 +390,7 @@ func (p *program) holds(ev *evaluator) bool {
 	case guardMethodEq:
 		return ev.str(strMethod) == p.guardValue
 	case guardHeaderEq:
-		return headerValue(ev.in.Header, p.guardName) == p.guardValue
+		return ev.header(p.guardHdr) == p.guardValue
 	}
 	return true
 }

@@ -1,7 +1,6 @@
 package rules
 
 import (
-	"net/http"
 	"regexp"
 	"strings"
 
@@ -80,21 +79,27 @@ func (ev *evaluator) identity() *identity.Identity {
 	return ev.in.Identity
 }
 
-// header returns request.headers[name] (name lower-case, canonical its
-// canonical form) as CEL sees it, looked up once per evaluation: slot
-// numbers the header in the set.
-func (ev *evaluator) header(slot int, name, canonical string) string {
-	if slot < len(ev.hdrHave) && ev.hdrHave[slot] {
-		return ev.hdrs[slot]
+// headerRef names a header the set's rules read: its lower-case name, its
+// canonical form and its slot in the evaluator's per-request cache.
+type headerRef struct {
+	slot            int
+	name, canonical string
+}
+
+// header returns request.headers[h.name] as CEL sees it, looked up once per
+// evaluation however many rules, guards and indexes read it.
+func (ev *evaluator) header(h headerRef) string {
+	if h.slot < len(ev.hdrHave) && ev.hdrHave[h.slot] {
+		return ev.hdrs[h.slot]
 	}
-	h := ev.in.Header
-	vs, ok := h[canonical]
+	hdr := ev.in.Header
+	vs, ok := hdr[h.canonical]
 	if !ok {
-		vs = h[name] // a key the server could not canonicalise, or none
+		vs = hdr[h.name] // a key the server could not canonicalise, or none
 	}
 	v := joinValues(vs)
-	if slot < len(ev.hdrHave) {
-		ev.hdrs[slot], ev.hdrHave[slot] = v, true
+	if h.slot < len(ev.hdrHave) {
+		ev.hdrs[h.slot], ev.hdrHave[h.slot] = v, true
 	}
 	return v
 }
@@ -102,15 +107,14 @@ func (ev *evaluator) header(slot int, name, canonical string) string {
 // nativeCompiler turns a checked expression into closures, or reports
 // that some part of it is not a shape it knows.
 type nativeCompiler struct {
-	a     *ast.AST
-	slots map[string]int // header name → slot, shared by the set's expressions
+	a   *ast.AST
+	env *exprEnv // numbers the headers the set's expressions read
 }
 
 // compileNative returns the native form of a checked boolean expression,
-// or nil when the expression needs CEL. slots numbers the headers the
-// set's native expressions read; compileNative adds to it.
-func compileNative(a *ast.AST, slots map[string]int) boolFn {
-	return nativeCompiler{a, slots}.boolean(a.Expr())
+// or nil when the expression needs CEL.
+func compileNative(a *ast.AST, env *exprEnv) boolFn {
+	return nativeCompiler{a, env}.boolean(a.Expr())
 }
 
 func (nc nativeCompiler) boolean(e ast.Expr) boolFn {
@@ -357,14 +361,8 @@ func (nc nativeCompiler) str(e ast.Expr) strFn {
 	if !ok {
 		return nil
 	}
-	lower := strings.ToLower(name)
-	canonical := http.CanonicalHeaderKey(lower)
-	slot, ok := nc.slots[lower]
-	if !ok {
-		slot = len(nc.slots)
-		nc.slots[lower] = slot
-	}
-	return func(ev *evaluator) string { return ev.header(slot, lower, canonical) }
+	h := nc.env.header(name)
+	return func(ev *evaluator) string { return ev.header(h) }
 }
 
 func strVar(k int) strFn { return func(ev *evaluator) string { return ev.str(k) } }
