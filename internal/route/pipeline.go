@@ -125,14 +125,11 @@ func (x *exchange) Value(k any) any {
 
 // forward is what Rewrite needs from the inbound request.
 type forward struct {
-	id        identity.Identity
-	clean     string
-	escaped   string
-	proto     string
-	host      string
-	requestID string
-	// credential is the header that carried sekisho's own credential.
-	credential string
+	id      identity.Identity
+	clean   string
+	escaped string
+	proto   string
+	host    string
 	// addHeaders come from the allow rule that matched.
 	addHeaders http.Header
 }
@@ -289,7 +286,7 @@ func (p *Pipeline) admit(x *exchange) bool {
 	info.Decision = "allow"
 	x.route = rt
 	x.fw = forward{addHeaders: addHeaders, id: id, clean: clean, escaped: escaped,
-		proto: p.Clients.Proto(r), host: p.Clients.Host(r), requestID: info.ID, credential: info.CredentialHeader}
+		proto: p.Clients.Proto(r), host: p.Clients.Host(r)}
 	x.allowed = true
 	rec.generated = false
 	return true
@@ -308,8 +305,8 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 		return // not from the pipeline (cannot happen in the server); nothing is vouched for
 	}
 	fw := &x.fw
-	if fw.credential != "" {
-		out.Header.Del(fw.credential)
+	if h := x.info.CredentialHeader; h != "" {
+		out.Header.Del(h)
 	}
 	out.URL.Path = fw.clean
 	out.URL.RawPath = ""
@@ -324,7 +321,7 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 	hs.set("X-Forwarded-For", x.clientIP())
 	hs.set("X-Forwarded-Proto", fw.proto)
 	hs.set("X-Forwarded-Host", fw.host)
-	hs.set(HeaderRequestID, fw.requestID)
+	hs.set(HeaderRequestID, x.info.ID)
 	if !fw.id.Authenticated() {
 		return
 	}
@@ -340,7 +337,7 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 		if err != nil {
 			// The app gets no assertion rather than a request without one
 			// silently looking vouched for; log loudly.
-			p.Logger.Error("sign assertion", "route", x.route.Name, "request_id", fw.requestID, "err", err)
+			p.Logger.Error("sign assertion", "route", x.route.Name, "request_id", x.info.ID, "err", err)
 			return
 		}
 		hs.set(HeaderAssertion, tok)
