@@ -65,7 +65,14 @@ type Signer struct {
 	cache      map[cacheKey]cacheEntry
 }
 
-type cacheKey [sha256.Size]byte
+// cacheKey is the exact, length-prefixed encoding of every input to the
+// claims (see appendCacheKey), or for a long one ("h" + SHA-256 of it).
+// A raw key starts with "r", so the two kinds never meet.
+type cacheKey = string
+
+// maxRawKey is the longest encoding kept as it is; longer ones (many or
+// long group names) are hashed so that a full cache stays small.
+const maxRawKey = 256
 
 type cacheEntry struct {
 	token      string
@@ -172,10 +179,11 @@ func (s *Signer) Sign(audience string, id identity.Identity) (string, error) {
 		return "", errors.New("assertion: identity is anonymous")
 	}
 	now := s.now()
-	key := cacheKeyFor(audience, id)
+	var buf [maxRawKey]byte
+	key := cacheKeyBytes(buf[:0], audience, id)
 	if s.maxEntries > 0 {
 		s.mu.Lock()
-		e, ok := s.cache[key]
+		e, ok := s.cache[string(key)] // no copy for a lookup
 		s.mu.Unlock()
 		// The iat check keeps a clock that stepped back from handing out
 		// a token issued in the future.
@@ -208,7 +216,7 @@ func (s *Signer) Sign(audience string, id identity.Identity) (string, error) {
 		return "", fmt.Errorf("assertion: signing: %w", err)
 	}
 	if s.maxEntries > 0 {
-		s.store(key, cacheEntry{token: token, iat: iat, freshUntil: iat.Add(s.lifetime / 2)}, now)
+		s.store(string(key), cacheEntry{token: token, iat: iat, freshUntil: iat.Add(s.lifetime / 2)}, now)
 	}
 	return token, nil
 }
@@ -246,29 +254,30 @@ func (s *Signer) cacheLen() int {
 	return len(s.cache)
 }
 
-// cacheKeyFor hashes every input that goes into the claims. Each field is
-// length-prefixed so that no two different inputs share an encoding.
-func cacheKeyFor(audience string, id identity.Identity) cacheKey {
-	h := sha256.New()
-	var n [8]byte
+// cacheKeyBytes appends the cache key for a token for audience and id to
+// buf: every input that goes into the claims, each field length-prefixed so
+// that no two different inputs share an encoding. Keys longer than
+// maxRawKey are replaced by their SHA-256.
+func cacheKeyBytes(buf []byte, audience string, id identity.Identity) []byte {
+	b := append(buf, 'r')
 	put := func(s string) {
-		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		h.Write([]byte(s))
+		b = binary.BigEndian.AppendUint64(b, uint64(len(s)))
+		b = append(b, s...)
 	}
 	put(audience)
 	put(string(id.Kind))
 	put(id.User)
 	put(id.Email)
 	put(id.Provider)
-	binary.BigEndian.PutUint64(n[:], uint64(len(id.Groups)))
-	h.Write(n[:])
+	b = binary.BigEndian.AppendUint64(b, uint64(len(id.Groups)))
 	for _, g := range id.Groups {
 		put(g)
 	}
-	var k cacheKey
-	h.Sum(k[:0])
-	return k
+	if len(b) <= maxRawKey {
+		return b
+	}
+	sum := sha256.Sum256(b)
+	return append(append(buf[:0], 'h'), sum[:]...)
 }
 
 // JWKS returns the JSON Web Key Set of every configured key's public half,

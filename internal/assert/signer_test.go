@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -178,6 +179,9 @@ func TestSignCacheNoSharing(t *testing.T) {
 			id.User, id.Email = "alicealice@example.test", ""
 		}},
 		{name: "audience_user_boundary", audience: "difya", mod: func(id *identity.Identity) { id.User = "lice" }},
+		// Keys past maxRawKey are hashed: these two differ in the last group only.
+		{name: "many_groups_hashed_key", audience: "dify", mod: func(id *identity.Identity) { id.Groups = manyGroups("x") }},
+		{name: "many_groups_last_differs", audience: "dify", mod: func(id *identity.Identity) { id.Groups = manyGroups("y") }},
 	}
 	seen := map[string]string{}
 	for _, tc := range variants {
@@ -203,6 +207,29 @@ func TestSignCacheNoSharing(t *testing.T) {
 			t.Error("a field that is not in the claims changed the token")
 		}
 	})
+}
+
+// manyGroups is a group list whose cache key is too long to keep raw.
+func manyGroups(last string) []string {
+	var g []string
+	for i := range 20 {
+		g = append(g, fmt.Sprintf("engineering-team-%02d", i))
+	}
+	return append(g, last)
+}
+
+func TestCacheKeyKinds(t *testing.T) {
+	var buf [maxRawKey]byte
+	short := cacheKeyBytes(buf[:0], "dify", alice())
+	if short[0] != 'r' || len(short) > maxRawKey {
+		t.Fatalf("short key %q: want a raw key (prefix r, at most %d bytes)", short, maxRawKey)
+	}
+	id := alice()
+	id.Groups = manyGroups("x")
+	long := cacheKeyBytes(buf[:0], "dify", id)
+	if long[0] != 'h' || len(long) != 1+sha256.Size {
+		t.Fatalf("long key is %d bytes starting %q: want h + SHA-256", len(long), long[:1])
+	}
 }
 
 func TestSignCacheBounded(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sekisho/sekisho/internal/gcpace"
 	"github.com/sekisho/sekisho/internal/server"
 )
 
@@ -51,6 +52,12 @@ func runServe(env Env, args []string) error {
 		return err
 	}
 	defer srv.Close()
+	// Only serve paces the collector: check, user and the tests leave the
+	// process's GOGC alone.
+	if gcpace.Enabled(os.Getenv) {
+		defer gcpace.Start(gcpace.Headroom)()
+		logger.Debug("garbage collector paced: at least 32 MiB of allocation between collections while the live heap is smaller; set GOGC to manage it yourself", "component", "gcpace")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	return srv.Run(ctx, nil)
