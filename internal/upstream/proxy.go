@@ -153,7 +153,7 @@ func NewProxy(opts ProxyOptions) http.Handler {
 	h.log = h.log.With("component", "proxy")
 	var rt http.RoundTripper = noPool{}
 	if h.pool != nil {
-		rt = h.pool
+		rt = ownedPool{h.pool}
 		h.log = h.log.With("pool", h.pool.name)
 	}
 	h.rp = &httputil.ReverseProxy{

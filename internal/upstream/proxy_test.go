@@ -195,6 +195,33 @@ func TestRetry(t *testing.T) {
 	}
 }
 
+// A retry goes to the next target with that target's base path, not the
+// path the first attempt was aimed at (the proxy aims its outbound request
+// in place on the first attempt).
+func TestRetryUsesEachTargetsBasePath(t *testing.T) {
+	var paths []string
+	var mu sync.Mutex
+	live := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.RequestURI())
+		mu.Unlock()
+	}))
+	front := newFront(t, ProxyOptions{Pool: mustPool(t, PoolOptions{}, deadURL(t)+"/first", live.URL+"/second")})
+	for range 2 { // round robin: one of the two starts on the dead target
+		res, err := front.Client().Get(front.URL + "/x?q=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, want 200", res.StatusCode)
+		}
+	}
+	if diff := cmp.Diff([]string{"/second/x?q=1", "/second/x?q=1"}, paths); diff != "" {
+		t.Errorf("paths the live target saw (-want +got):\n%s", diff)
+	}
+}
+
 func TestHostAndPath(t *testing.T) {
 	echo := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s %s", r.Host, r.RequestURI, r.Header.Get("X-Auth-User"))

@@ -23,8 +23,17 @@ import (
 // transport error. The target counts as in flight until the response
 // body is closed; a 101 response keeps its body an [io.ReadWriteCloser].
 func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
+	return p.roundTrip(req, false)
+}
+
+// roundTrip is RoundTrip. With owned, req is the caller's own copy that
+// nobody reads after the exchange (ReverseProxy's outbound request), so the
+// first attempt aims it at the target in place instead of copying it;
+// RoundTrip's callers keep the RoundTripper contract (req is not modified).
+func (p *Pool) roundTrip(req *http.Request, owned bool) (*http.Response, error) {
 	retryable := p.retries > 0 && isIdempotent(req) &&
 		(req.Body == nil || req.Body == http.NoBody || req.GetBody != nil)
+	path := req.URL // the client's path and query, joined to each target's base
 	var tried []*target
 	var lastErr error
 	for attempt := 0; ; attempt++ {
@@ -35,9 +44,14 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			return nil, fmt.Errorf("upstream pool %q: %w", p.name, ErrNoHealthyUpstream)
 		}
-		out, err := p.outRequest(req, t, attempt)
-		if err != nil {
-			return nil, err
+		out := req
+		if owned && attempt == 0 {
+			req.URL = joinURL(t.url, path)
+		} else {
+			var err error
+			if out, err = p.outRequest(req, path, t, attempt); err != nil {
+				return nil, err
+			}
 		}
 		t.inflight.Add(1)
 		res, err := p.transport.RoundTrip(out)
@@ -61,12 +75,13 @@ func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// outRequest is a shallow copy of req aimed at t. The headers are shared:
-// neither the pool nor the transport modifies them.
-func (p *Pool) outRequest(req *http.Request, t *target, attempt int) (*http.Request, error) {
+// outRequest is a shallow copy of req aimed at t, with path joined to t's
+// base path. The headers are shared: neither the pool nor the transport
+// modifies them.
+func (p *Pool) outRequest(req *http.Request, path *url.URL, t *target, attempt int) (*http.Request, error) {
 	out := new(http.Request)
 	*out = *req
-	out.URL = joinURL(t.url, req.URL)
+	out.URL = joinURL(t.url, path)
 	if attempt > 0 && req.Body != nil && req.Body != http.NoBody {
 		body, err := req.GetBody()
 		if err != nil {
@@ -96,6 +111,14 @@ func isIdempotent(req *http.Request) bool {
 func neverConnected(err error) bool {
 	var op *net.OpError
 	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// ownedPool is a Pool as the proxy's transport: ReverseProxy hands every
+// RoundTrip a fresh outbound request of its own.
+type ownedPool struct{ *Pool }
+
+func (o ownedPool) RoundTrip(req *http.Request) (*http.Response, error) {
+	return o.roundTrip(req, true)
 }
 
 // joinURL returns target with req's path joined to its base path (keeping
