@@ -5,7 +5,6 @@
 package audit
 
 import (
-	"bufio"
 	"io"
 	"sync"
 	"time"
@@ -39,15 +38,32 @@ type Entry struct {
 	Upstream string `json:"upstream_error,omitempty"`
 }
 
-// Logger writes entries as JSON lines. Writes are buffered and flushed at
-// least every FlushEvery (so a busy gateway does not make one system call per
-// request) and on Close. Safe for concurrent use.
+// Logger writes entries as JSON lines. Safe for concurrent use.
+//
+// A request never waits for the disk or the pipe behind the log: Log only
+// appends the line to a buffer in memory, and a writer goroutine hands the
+// buffer to the underlying writer once it holds FlushSize bytes, at least
+// every FlushEvery, and on Flush and Close (so a busy gateway makes one
+// system call per batch, not per request). A line is never dropped: should
+// the writer fall so far behind that MaxBuffered bytes wait, Log waits for
+// it (back-pressure) rather than lose a decision or grow without bound.
 type Logger struct {
 	mu sync.Mutex
-	w  *bufio.Writer
-	// line is the buffer the next line is encoded into, reused under mu so
-	// that Log does not allocate once it has grown to a typical line.
-	line    []byte
+	// buf holds the lines not yet taken by a write; spare is the other
+	// buffer, back from the writer (nil while a write holds it).
+	buf, spare []byte
+	// room is signalled when a write has taken buf: Logs waiting at
+	// MaxBuffered go on.
+	room   *sync.Cond
+	closed bool
+
+	// writeMu serializes writes to w (the writer goroutine's and Flush's)
+	// so that batches reach w in the order their lines were logged.
+	writeMu sync.Mutex
+	w       io.Writer
+	err     error // the first write error, kept for Flush and Close; under writeMu
+
+	kick    chan struct{} // buf passed FlushSize
 	closer  io.Closer
 	done    chan struct{}
 	stopped sync.WaitGroup
@@ -56,32 +72,41 @@ type Logger struct {
 // FlushEvery bounds how long a line may sit in the buffer.
 const FlushEvery = 200 * time.Millisecond
 
-// maxKeptLine is the largest line buffer Log keeps for the next line; the
-// buffer of a rare huge line (a long path or reason) is let go.
-const maxKeptLine = 16 << 10
+// FlushSize is how many buffered bytes make the writer write at once.
+const FlushSize = 64 << 10
+
+// MaxBuffered is how many bytes may wait for the writer before Log waits.
+const MaxBuffered = 8 << 20
+
+// maxKeptBuffer is the largest buffer kept for reuse after a write; a
+// buffer that grew while the writer was slow is let go.
+const maxKeptBuffer = 4 * FlushSize
 
 // New returns a Logger writing to w; if w is an io.Closer, Close closes it.
 func New(w io.Writer) *Logger {
-	l := &Logger{w: bufio.NewWriterSize(w, 64<<10), done: make(chan struct{})}
+	l := &Logger{w: w, kick: make(chan struct{}, 1), done: make(chan struct{}),
+		buf: make([]byte, 0, FlushSize+FlushSize/4), spare: make([]byte, 0, FlushSize+FlushSize/4)}
+	l.room = sync.NewCond(&l.mu)
 	if c, ok := w.(io.Closer); ok {
 		l.closer = c
 	}
 	l.stopped.Add(1)
-	go l.flusher()
+	go l.writer()
 	return l
 }
 
-func (l *Logger) flusher() {
+func (l *Logger) writer() {
 	defer l.stopped.Done()
 	t := time.NewTicker(FlushEvery)
 	defer t.Stop()
 	for {
 		select {
 		case <-t.C:
-			l.Flush()
+		case <-l.kick:
 		case <-l.done:
 			return
 		}
+		l.Flush()
 	}
 }
 
@@ -95,31 +120,73 @@ func (l *Logger) Log(e *Entry) {
 	if l == nil {
 		return
 	}
-	l.mu.Lock()
-	b, err := appendEntry(l.line[:0], e)
+	// Encode outside the lock: the lock is held only to copy the line in,
+	// so neither other requests nor the writer wait on an encoding.
+	sp := scratchPool.Get().(*[]byte)
+	b, err := appendEntry((*sp)[:0], e)
 	if err != nil {
 		fixed := *e
 		fixed.Time = time.Now().UTC()
-		if b, err = appendEntry(l.line[:0], &fixed); err != nil {
+		if b, err = appendEntry((*sp)[:0], &fixed); err != nil {
 			fixed.Time = time.Time{}
-			b, _ = appendEntry(l.line[:0], &fixed)
+			b, _ = appendEntry((*sp)[:0], &fixed)
 		}
 	}
 	b = append(b, '\n')
-	l.w.Write(b)
-	if cap(b) <= maxKeptLine {
-		l.line = b[:0]
-	} else {
-		l.line = nil
+
+	l.mu.Lock()
+	for len(l.buf) >= MaxBuffered && !l.closed {
+		l.room.Wait()
 	}
+	if !l.closed {
+		l.buf = append(l.buf, b...)
+	}
+	kick := len(l.buf) >= FlushSize
 	l.mu.Unlock()
+
+	if cap(b) <= maxKeptLine {
+		*sp = b
+		scratchPool.Put(sp)
+	}
+	if kick {
+		select {
+		case l.kick <- struct{}{}:
+		default: // a kick is pending already
+		}
+	}
 }
 
-// Flush writes buffered lines out.
+// maxKeptLine is the largest line buffer kept for the next line; the
+// buffer of a rare huge line (a long path or reason) is let go.
+const maxKeptLine = 16 << 10
+
+var scratchPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// Flush writes the buffered lines out and reports the first error any
+// write to the underlying writer has had.
 func (l *Logger) Flush() error {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Flush()
+	out := l.buf
+	if len(out) == 0 {
+		l.mu.Unlock()
+		return l.err
+	}
+	l.buf, l.spare = l.spare[:0], nil
+	l.room.Broadcast()
+	l.mu.Unlock()
+
+	if _, err := l.w.Write(out); err != nil && l.err == nil {
+		l.err = err
+	}
+
+	if cap(out) <= maxKeptBuffer {
+		l.mu.Lock()
+		l.spare = out[:0]
+		l.mu.Unlock()
+	}
+	return l.err
 }
 
 // Close flushes and stops the logger, closing the underlying writer if it
@@ -132,6 +199,10 @@ func (l *Logger) Close() error {
 	}
 	close(l.done)
 	l.stopped.Wait()
+	l.mu.Lock()
+	l.closed = true
+	l.room.Broadcast()
+	l.mu.Unlock()
 	err := l.Flush()
 	if l.closer != nil {
 		if cerr := l.closer.Close(); err == nil {

@@ -3,6 +3,8 @@ package audit
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -78,3 +80,144 @@ func BenchmarkLog(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// stuckWriter blocks every Write until release is closed, as a full disk,
+// a hung NFS mount or a log collector that stopped reading its pipe would.
+type stuckWriter struct {
+	release chan struct{}
+	entered chan struct{} // closed at the first Write
+	once    sync.Once
+	buf     syncBuf
+}
+
+func newStuckWriter() *stuckWriter {
+	return &stuckWriter{release: make(chan struct{}), entered: make(chan struct{})}
+}
+
+func (s *stuckWriter) Write(p []byte) (int, error) {
+	s.once.Do(func() { close(s.entered) })
+	<-s.release
+	return s.buf.Write(p)
+}
+
+// numbered logs entries whose request ids are from..to-1.
+func numbered(l *Logger, from, to int) {
+	for i := from; i < to; i++ {
+		l.Log(&Entry{Time: time.Unix(0, 0), RequestID: fmt.Sprint(i), Host: "h", Method: "GET", Path: "/", Decision: "allow", Status: 200})
+	}
+}
+
+// checkSequence makes sure out holds the ids 0..n-1, each once, in order.
+func checkSequence(t *testing.T, out string, n int) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != n {
+		t.Fatalf("got %d lines, want %d: lines were dropped or repeated", len(lines), n)
+	}
+	for i, ln := range lines {
+		var e Entry
+		if err := json.Unmarshal([]byte(ln), &e); err != nil {
+			t.Fatalf("line %d is not JSON: %q", i, ln)
+		}
+		if e.RequestID != fmt.Sprint(i) {
+			t.Fatalf("line %d has request id %s: lines out of order", i, e.RequestID)
+		}
+	}
+}
+
+// A request must not wait for the disk: with the writer stuck in a write,
+// Log still returns at once while less than MaxBuffered waits.
+func TestLogDoesNotWaitForAStuckWriter(t *testing.T) {
+	w := newStuckWriter()
+	l := New(w)
+	n := 3 * FlushSize / 100 // lines of about 100 bytes: past FlushSize, so a write starts
+	logged := make(chan struct{})
+	go func() {
+		numbered(l, 0, n)
+		<-w.entered // the writer is stuck in its write now ...
+		numbered(l, n, 2*n)
+		close(logged) // ... and Log still returned
+	}()
+	select {
+	case <-logged:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Log waited for a writer stuck in Write")
+	}
+	close(w.release)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, w.buf.String(), 2*n)
+}
+
+// Past MaxBuffered, Log waits for the writer instead of dropping decisions
+// or growing without bound; every line arrives once the writer moves.
+func TestLogAppliesBackPressureNeverDrops(t *testing.T) {
+	w := newStuckWriter()
+	l := New(w)
+	n := 2 * MaxBuffered / 100
+	logged := make(chan struct{})
+	go func() {
+		numbered(l, 0, n)
+		close(logged)
+	}()
+	<-w.entered
+	// Wait until the buffer is full; the logging goroutine must then be
+	// held, not finished (it has twice MaxBuffered to log).
+	for {
+		l.mu.Lock()
+		full := len(l.buf) >= MaxBuffered
+		l.mu.Unlock()
+		if full {
+			break
+		}
+		select {
+		case <-logged:
+			t.Fatal("Log finished while the writer was stuck: lines were dropped")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	select {
+	case <-logged:
+		t.Fatal("Log went past MaxBuffered while the writer was stuck")
+	default:
+	}
+	close(w.release)
+	<-logged
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, w.buf.String(), n)
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
+
+func TestWriteErrorSurfacesOnFlushAndClose(t *testing.T) {
+	l := New(failingWriter{})
+	numbered(l, 0, 3)
+	if err := l.Flush(); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Flush = %v, want the writer's error", err)
+	}
+	if err := l.Close(); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("Close = %v, want the writer's error", err)
+	}
+}
+
+func TestLinesKeepTheirOrderAcrossBatches(t *testing.T) {
+	var buf syncBuf
+	l := New(&buf)
+	n := 5 * FlushSize / 100
+	numbered(l, 0, n/2)
+	l.Flush()
+	numbered(l, n/2, n)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkSequence(t, buf.String(), n)
+	numbered(l, n, n+1) // after Close: nothing more
+	if got := strings.Count(buf.String(), "\n"); got != n {
+		t.Fatalf("Log after Close wrote a line (%d lines, want %d)", got, n)
+	}
+}

@@ -347,8 +347,7 @@ func logWithMarshal(l *Logger, e *Entry) {
 		return
 	}
 	l.mu.Lock()
-	l.w.Write(b)
-	l.w.WriteByte('\n')
+	l.buf = append(append(l.buf, b...), '\n')
 	l.mu.Unlock()
 }
 
