@@ -44,10 +44,11 @@ func runServe(env Env, args []string) error {
 			return configError{err}
 		}
 	}
-	if err := server.Check(cfg, defaultSecrets()); err != nil {
+	checked, err := server.CheckKeep(cfg, defaultSecrets(), logger)
+	if err != nil {
 		return configError{err}
 	}
-	srv, err := server.New(cfg, server.Options{Logger: logger, Stdout: env.Stdout, Stderr: env.Stderr})
+	srv, err := server.New(cfg, server.Options{Logger: logger, Stdout: env.Stdout, Stderr: env.Stderr, Checked: checked})
 	if err != nil {
 		return err
 	}

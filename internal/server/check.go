@@ -12,8 +12,10 @@ import (
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/ratelimit"
+	"github.com/sekisho/sekisho/internal/rules"
 	"github.com/sekisho/sekisho/internal/secret"
 	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/waf"
 )
 
 // Check runs what `serve` runs before listening, minus anything with a side
@@ -21,8 +23,29 @@ import (
 // the config, TLS files, trusted proxies. It creates no file, opens no
 // database and contacts no server. Every problem is listed.
 func Check(cfg *config.Config, secrets secret.Resolver) error {
+	_, err := CheckKeep(cfg, secrets, nil)
+	return err
+}
+
+// Checked is a config that passed Check, with what checking it compiled:
+// the WAF (slow to compile: the Core Rule Set) and the rule sets. New takes
+// it in Options.Checked so that serve compiles the WAF once, not twice.
+type Checked struct {
+	cfg *config.Config
+	waf waf.Inspector
+	// sets are compiled against an in-memory limiter: fit for policy
+	// tests, not for serve (whose limiter may be Redis).
+	sets map[string]*rules.Set
+}
+
+// CheckKeep is Check that keeps what it compiled for New. logger receives
+// the WAF's log when the gateway runs; nil discards it.
+func CheckKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger) (*Checked, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	if err := cfg.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	var errs []error
 	for i, ref := range cfg.Session.Keys {
@@ -53,12 +76,16 @@ func Check(cfg *config.Config, secrets secret.Resolver) error {
 	}
 	// Rules compile exactly as serve compiles them; an in-memory limiter
 	// stands in for Redis (check contacts no server).
-	inspector, err := newWAF(cfg, slog.New(slog.DiscardHandler))
+	inspector, err := newWAF(cfg, logger.With("component", "waf"))
 	if err != nil {
 		errs = append(errs, err)
 	}
-	mem, _ := ratelimit.NewMemory(ratelimit.MemoryOptions{})
-	if _, err := ruleSets(cfg, mem, inspector); err != nil {
+	mem, err := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	if err != nil {
+		return nil, err
+	}
+	sets, err := ruleSets(cfg, mem, inspector)
+	if err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.Redis != nil {
@@ -73,5 +100,8 @@ func Check(cfg *config.Config, secrets secret.Resolver) error {
 			errs = append(errs, fmt.Errorf("oidc.providers[%d] %q: client_secret: %w", i, p.Name, err))
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &Checked{cfg: cfg, waf: inspector, sets: sets}, nil
 }

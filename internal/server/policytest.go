@@ -13,7 +13,6 @@ import (
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/ratelimit"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/route"
 	"github.com/sekisho/sekisho/internal/rules/policytest"
@@ -28,22 +27,14 @@ import (
 // no store and contacts nothing; rate limits live in memory for the run,
 // so cases can check that the N+1st request is throttled.
 func PolicyEvaluator(cfg *config.Config, secrets secret.Resolver) (func(policytest.Case) policytest.Outcome, error) {
-	if err := Check(cfg, secrets); err != nil {
+	checked, err := CheckKeep(cfg, secrets, nil)
+	if err != nil {
 		return nil, err
 	}
+	// The rule sets Check compiled, with its in-memory limiter: rate
+	// limits live for the run.
 	discard := slog.New(slog.DiscardHandler)
-	inspector, err := newWAF(cfg, discard)
-	if err != nil {
-		return nil, err
-	}
-	mem, err := ratelimit.NewMemory(ratelimit.MemoryOptions{})
-	if err != nil {
-		return nil, err
-	}
-	compiled, err := ruleSets(cfg, mem, inspector)
-	if err != nil {
-		return nil, err
-	}
+	compiled := checked.sets
 	clients, err := clientip.New(nil) // the case's source_ip is already the resolved client
 	if err != nil {
 		return nil, err

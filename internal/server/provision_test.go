@@ -151,3 +151,35 @@ func TestCheckHasNoSideEffects(t *testing.T) {
 		t.Fatalf("check wrote into the data dir: %v", entries)
 	}
 }
+
+// serve checks the config, then provisions it: the WAF (the Core Rule Set,
+// the slowest thing to compile at start) is compiled once, by the check.
+func TestNewReusesTheCheckedWAF(t *testing.T) {
+	c := testConfig(t, "waf: {groups: [sqli]}\n")
+	checked, err := CheckKeep(c, secret.Resolver{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if checked.waf == nil {
+		t.Fatal("CheckKeep compiled no WAF for a config with one")
+	}
+	s, err := New(c, Options{Logger: slog.New(slog.DiscardHandler), Stdout: io.Discard, Stderr: io.Discard, Checked: checked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.waf != checked.waf {
+		t.Fatal("New compiled the WAF again instead of using the checked one")
+	}
+
+	// A Checked of another config is not used: New compiles its own.
+	other := testConfig(t, "waf: {groups: [xss]}\n")
+	s2, err := New(other, Options{Logger: slog.New(slog.DiscardHandler), Stdout: io.Discard, Stderr: io.Discard, Checked: checked})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if s2.waf == nil || s2.waf == checked.waf {
+		t.Fatal("New used the WAF checked for another config")
+	}
+}

@@ -38,6 +38,7 @@ import (
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/store"
 	"github.com/sekisho/sekisho/internal/upstream"
+	"github.com/sekisho/sekisho/internal/waf"
 	"github.com/sekisho/sekisho/internal/web"
 	"github.com/sekisho/sekisho/internal/whoami"
 	"github.com/sekisho/sekisho/pkg/verify"
@@ -54,6 +55,9 @@ type Options struct {
 	Secrets secret.Resolver
 	// Now is the clock. nil: time.Now.
 	Now func() time.Time
+	// Checked is CheckKeep's result for the same config: New then uses the
+	// WAF it compiled instead of compiling it again. nil: New compiles it.
+	Checked *Checked
 }
 
 // Server is a provisioned gateway, ready to Run.
@@ -75,13 +79,15 @@ type Server struct {
 	oidc       *oidc.Handler
 	signer     *assert.Signer
 	pools      []*upstream.Pool
-	builtins   []*http.Server
-	audit      *audit.Logger
-	metrics    *metrics.Metrics
-	pipeline   *route.Pipeline
-	handler    http.Handler
-	tlsConfig  *tlsSetup
-	closers    []func() error
+	// waf is the compiled WAF, nil without one; kept for tests.
+	waf       waf.Inspector
+	builtins  []*http.Server
+	audit     *audit.Logger
+	metrics   *metrics.Metrics
+	pipeline  *route.Pipeline
+	handler   http.Handler
+	tlsConfig *tlsSetup
+	closers   []func() error
 }
 
 // Handler returns the public listener's handler (for in-process tests).
@@ -300,10 +306,13 @@ func (s *Server) provisionRoutes() error {
 		return err
 	}
 	s.runLimiter = runLimiter
-	inspector, err := newWAF(cfg, s.log.With("component", "waf"))
-	if err != nil {
+	var inspector waf.Inspector
+	if c := s.opts.Checked; c != nil && c.cfg == cfg {
+		inspector = c.waf
+	} else if inspector, err = newWAF(cfg, s.log.With("component", "waf")); err != nil {
 		return err
 	}
+	s.waf = inspector
 	sets, err := ruleSets(cfg, limiter, inspector)
 	if err != nil {
 		return err
