@@ -143,7 +143,7 @@ func run(o options, dir string) error {
 	fmt.Fprintf(out, "%s %s/%s, %d CPUs, load average at start: %s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadavg())
 	fmt.Fprintf(out, "command: go run ./bench/cmd/benchrun %s\n\n", strings.Join(os.Args[1:], " "))
 
-	_, upAddr, err := start("upstream", filepath.Join(dir, "upstream.log"), true, bins["upstream"])
+	up, upAddr, err := start("upstream", filepath.Join(dir, "upstream.log"), true, bins["upstream"])
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func run(o options, dir string) error {
 	}
 	var bSat float64
 	if o.phases["saturation"] {
-		if bSat, err = saturation(out, o, targets); err != nil {
+		if bSat, err = saturation(out, o, targets, up); err != nil {
 			return err
 		}
 	}
@@ -230,7 +230,10 @@ type target struct {
 	proc                    *child // nil for the upstream: its CPU is not the proxy's
 }
 
-func saturation(out io.Writer, o options, targets []target) (bSat float64, err error) {
+// saturation runs wrk against each target; up is the upstream process,
+// whose CPU per request shows what each target's requests cost the app
+// (sekisho's carry identity headers and a signed assertion).
+func saturation(out io.Writer, o options, targets []target, up *child) (bSat float64, err error) {
 	logf("warming up each target for 2s")
 	for _, t := range targets {
 		if _, _, err := runWrk("http://"+t.addr+"/", t.cookie, o.conns, 2*time.Second); err != nil {
@@ -241,6 +244,7 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 		wrkResult
 		cpuPerReq time.Duration
 		sysPerReq float64
+		upPerReq  time.Duration
 	}
 	results := map[string][]sample{}
 	var order []string
@@ -254,6 +258,7 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 			logf("saturation round %d: %s", round+1, t.name)
 			var cpu0 time.Duration
 			var sys0 int64
+			up0, _ := cpuTime(up.pid())
 			if t.proc != nil {
 				cpu0, _ = cpuTime(t.proc.pid())
 				sys0, _ = sysCalls(t.proc.pid())
@@ -266,6 +271,8 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 				return 0, fmt.Errorf("%s: %d non-2xx responses, %d socket errors:\n%s", t.name, r.Non2xx, r.Errors, raw)
 			}
 			s := sample{wrkResult: r}
+			up1, _ := cpuTime(up.pid())
+			s.upPerReq = (up1 - up0) / time.Duration(max(r.Requests, 1))
 			if t.proc != nil {
 				cpu1, _ := cpuTime(t.proc.pid())
 				s.cpuPerReq = (cpu1 - cpu0) / time.Duration(max(r.Requests, 1))
@@ -276,13 +283,13 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 		}
 	}
 	fmt.Fprintf(out, "## Saturation: wrk -t2 -c%d -d%s --latency, %d rounds in the order %s\n\n", o.conns, o.duration, o.rounds, strings.Join(order, " "))
-	fmt.Fprintf(out, "| target | requests/s per run | mean requests/s | p50 (mean) | p99 (mean) | proxy CPU per request | proxy syscalls per request |\n|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| target | requests/s per run | mean requests/s | p50 (mean) | p99 (mean) | proxy CPU per request | proxy syscalls per request | upstream CPU per request |\n|---|---|---|---|---|---|---|---|\n")
 	means := map[string]float64{}
 	cpus := map[string]time.Duration{}
 	for _, t := range targets {
 		var runs []string
 		var rps float64
-		var p50, p99, cpu time.Duration
+		var p50, p99, cpu, upCPU time.Duration
 		var sys float64
 		ss := results[t.key]
 		for _, s := range ss {
@@ -291,6 +298,7 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 			p50 += s.P50 / time.Duration(len(ss))
 			p99 += s.P99 / time.Duration(len(ss))
 			cpu += s.cpuPerReq / time.Duration(len(ss))
+			upCPU += s.upPerReq / time.Duration(len(ss))
 			sys += s.sysPerReq / float64(len(ss))
 		}
 		means[t.key], cpus[t.key] = rps, cpu
@@ -298,7 +306,7 @@ func saturation(out io.Writer, o options, targets []target) (bSat float64, err e
 		if t.proc != nil {
 			cpuCol, sysCol = fmt.Sprintf("%.1f µs", float64(cpu)/1e3), fmt.Sprintf("%.2f", sys)
 		}
-		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s | %s |\n", t.name, strings.Join(runs, ", "), rps, ms(p50), ms(p99), cpuCol, sysCol)
+		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s | %s | %.1f µs |\n", t.name, strings.Join(runs, ", "), rps, ms(p50), ms(p99), cpuCol, sysCol, float64(upCPU)/1e3)
 	}
 	ratio := means["c"] / means["b"]
 	fmt.Fprintf(out, "\n- (b)/(a) = %.2f, (c)/(a) = %.2f\n", means["b"]/means["a"], means["c"]/means["a"])
