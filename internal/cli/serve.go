@@ -57,7 +57,7 @@ func runServe(env Env, args []string) error {
 	// process's GOGC alone.
 	if gcpace.Enabled(os.Getenv) {
 		defer gcpace.Start(gcpace.Headroom)()
-		logger.Debug("garbage collector paced: at least 32 MiB of allocation between collections while the live heap is smaller; set GOGC to manage it yourself", "component", "gcpace")
+		logger.Debug("garbage collector paced: the heap may grow by about 32 MiB between collections while the live heap is smaller; set GOGC to manage it yourself", "component", "gcpace")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

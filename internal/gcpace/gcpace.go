@@ -8,8 +8,10 @@
 // marks, makes the requests in flight help (mark assists): on a small
 // machine that shows as latency in the tail, not as throughput.
 //
-// Start raises GOGC after each collection so that the next one comes no
-// sooner than Headroom bytes of new allocation, and leaves it at the base
+// Start raises GOGC after each collection so that the heap may grow to the
+// live heap plus Headroom before the next one (to Headroom in all while the
+// live heap is under 4 MiB: GOGC is capped at 800, where the runtime's
+// minimum heap is 32 MiB), and leaves it at the base
 // value (100) once the live heap is larger than Headroom: a big gateway
 // (thousands of open streams) behaves exactly as the runtime's default. The
 // cost is at most Headroom bytes more heap than the default would use, and
@@ -27,8 +29,8 @@ import (
 	"sync"
 )
 
-// Headroom is the least new allocation between two collections that Start
-// keeps: 32 MiB.
+// Headroom is how much the heap may grow past the live heap before the
+// next collection, when the live heap is small: 32 MiB.
 const Headroom = 32 << 20
 
 // basePercent is GOGC when the live heap is at least Headroom: the
@@ -39,12 +41,12 @@ const basePercent = 100
 // scales with GOGC, so GOGC=800 never collects below 32 MiB.
 const heapMinimum = 4 << 20
 
-// Percent is the GOGC that gives a heap of live bytes at least headroom
-// bytes of allocation before the next collection, and never less than the
+// Percent is the GOGC that lets a heap of live bytes grow by at least
+// headroom bytes before the next collection, and never less than the
 // runtime's default. It is at most the GOGC whose minimum heap (4 MiB at
-// 100, scaled) is headroom: so right after start, when almost nothing is
-// live, the first collections still come after about headroom bytes, not
-// after a hundred times the live heap.
+// 100, scaled) is headroom: so when almost nothing is live the heap goal is
+// about headroom, not a hundred times the live heap, and a live heap under
+// headroom/8 gets a little less than headroom to grow.
 func Percent(live, headroom uint64) int {
 	top := headroom * basePercent / heapMinimum
 	if top <= basePercent {
