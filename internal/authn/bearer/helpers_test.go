@@ -79,15 +79,7 @@ func (e *env) claims() map[string]any {
 }
 
 func (e *env) with(kv ...any) map[string]any {
-	c := e.claims()
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] == nil {
-			delete(c, kv[i].(string))
-			continue
-		}
-		c[kv[i].(string)] = kv[i+1]
-	}
-	return c
+	return jwttest.With(e.claims(), kv...)
 }
 
 // request is a request on route carrying header: value, with the reqinfo

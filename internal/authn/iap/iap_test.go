@@ -62,14 +62,7 @@ func claims(kv ...any) map[string]any {
 		"iat":   iat.Unix(),
 		"exp":   iat.Add(10 * time.Minute).Unix(),
 	}
-	for i := 0; i+1 < len(kv); i += 2 {
-		if kv[i+1] == nil {
-			delete(c, kv[i].(string))
-			continue
-		}
-		c[kv[i].(string)] = kv[i+1]
-	}
-	return c
+	return jwttest.With(c, kv...)
 }
 
 func request(values ...string) (*http.Request, *reqinfo.Info) {

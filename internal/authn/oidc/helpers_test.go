@@ -20,6 +20,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck/jwttest"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/store"
@@ -214,23 +215,10 @@ func newFakeOP(t *testing.T) *fakeOP {
 	return op
 }
 
-// mint signs claims with the OP's key (ES256).
+// mint signs claims with the OP's key (ES256, kid k1).
 func (op *fakeOP) mint(t *testing.T, claims map[string]any) string {
 	t.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: op.key}, (&jose.SignerOptions{}).WithHeader("kid", "k1").WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload, _ := json.Marshal(claims)
-	jws, err := signer.Sign(payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := jws.CompactSerialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return jwttest.Sign(t, jose.ES256, op.key, "k1", claims)
 }
 
 // respond makes the token endpoint answer with the ID token id.

@@ -126,6 +126,20 @@ func SignWith(t testing.TB, k Key, claims map[string]any) string {
 	return Sign(t, alg, k.Private, k.KID, claims)
 }
 
+// With sets claims[k] = v for each key, value pair in kv and deletes k
+// where v is nil, so a test reads as the claims it changes:
+// With(good, "aud", "other", "exp", nil). It returns claims.
+func With(claims map[string]any, kv ...any) map[string]any {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if kv[i+1] == nil {
+			delete(claims, kv[i].(string))
+			continue
+		}
+		claims[kv[i].(string)] = kv[i+1]
+	}
+	return claims
+}
+
 // B64 is base64url (no padding) of v's JSON.
 func B64(v any) string {
 	b, _ := json.Marshal(v)
