@@ -29,13 +29,14 @@ func Check(cfg *config.Config, secrets secret.Resolver) error {
 
 // Checked is a config that passed Check, with what checking it compiled:
 // the WAF (slow to compile: the Core Rule Set) and the rule sets. New takes
-// it in Options.Checked so that serve compiles the WAF once, not twice.
+// it in Options.Checked so that serve compiles nothing twice.
 type Checked struct {
 	cfg *config.Config
 	waf waf.Inspector
-	// sets are compiled against an in-memory limiter: fit for policy
-	// tests, not for serve (whose limiter may be Redis).
-	sets map[string]*rules.Set
+	// sets are compiled against limiter, a fresh in-memory one: fit for
+	// policy tests and for serve without Redis, not for serve with it.
+	sets    map[string]*rules.Set
+	limiter *ratelimit.Memory
 }
 
 // CheckKeep is Check that keeps what it compiled for New. logger receives
@@ -103,5 +104,5 @@ func CheckKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &Checked{cfg: cfg, waf: inspector, sets: sets}, nil
+	return &Checked{cfg: cfg, waf: inspector, sets: sets, limiter: mem}, nil
 }

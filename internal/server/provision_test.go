@@ -153,15 +153,16 @@ func TestCheckHasNoSideEffects(t *testing.T) {
 }
 
 // serve checks the config, then provisions it: the WAF (the Core Rule Set,
-// the slowest thing to compile at start) is compiled once, by the check.
-func TestNewReusesTheCheckedWAF(t *testing.T) {
-	c := testConfig(t, "waf: {groups: [sqli]}\n")
+// the slowest thing to compile at start) and, without Redis, the rule sets
+// are compiled once, by the check.
+func TestNewReusesWhatCheckCompiled(t *testing.T) {
+	c := testConfig(t, "waf: {groups: [sqli]}\nrules: [{priority: 10, description: waf, match: {waf: true}, action: deny}]\n")
 	checked, err := CheckKeep(c, secret.Resolver{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if checked.waf == nil {
-		t.Fatal("CheckKeep compiled no WAF for a config with one")
+	if checked.waf == nil || checked.sets["app"] == nil {
+		t.Fatal("CheckKeep compiled no WAF or no rule set for a config with both")
 	}
 	s, err := New(c, Options{Logger: slog.New(slog.DiscardHandler), Stdout: io.Discard, Stderr: io.Discard, Checked: checked})
 	if err != nil {
@@ -169,17 +170,26 @@ func TestNewReusesTheCheckedWAF(t *testing.T) {
 	}
 	defer s.Close()
 	if s.waf != checked.waf {
-		t.Fatal("New compiled the WAF again instead of using the checked one")
+		t.Error("New compiled the WAF again instead of using the checked one")
+	}
+	if rt, ok := s.pipeline.Router.Match("app.example.com", "/"); !ok || rt.Rules != checked.sets["app"] {
+		t.Error("New compiled the rule set again instead of using the checked one")
+	}
+	if s.runLimiter == nil {
+		t.Error("the checked in-memory limiter's janitor is not run")
 	}
 
 	// A Checked of another config is not used: New compiles its own.
-	other := testConfig(t, "waf: {groups: [xss]}\n")
+	other := testConfig(t, "waf: {groups: [xss]}\nrules: [{priority: 10, description: waf, match: {waf: true}, action: deny}]\n")
 	s2, err := New(other, Options{Logger: slog.New(slog.DiscardHandler), Stdout: io.Discard, Stderr: io.Discard, Checked: checked})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Close()
 	if s2.waf == nil || s2.waf == checked.waf {
-		t.Fatal("New used the WAF checked for another config")
+		t.Error("New used the WAF checked for another config")
+	}
+	if rt, ok := s2.pipeline.Router.Match("app.example.com", "/"); !ok || rt.Rules == nil || rt.Rules == checked.sets["app"] {
+		t.Error("New used the rule set checked for another config")
 	}
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/metrics"
 	"github.com/sekisho/sekisho/internal/route"
+	"github.com/sekisho/sekisho/internal/rules"
 	"github.com/sekisho/sekisho/internal/secret"
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/store"
@@ -79,7 +80,7 @@ type Server struct {
 	oidc       *oidc.Handler
 	signer     *assert.Signer
 	pools      []*upstream.Pool
-	// waf is the compiled WAF, nil without one; kept for tests.
+	// waf is the compiled WAF, nil without one.
 	waf       waf.Inspector
 	builtins  []*http.Server
 	audit     *audit.Logger
@@ -301,19 +302,7 @@ func (s *Server) provisionRoutes() error {
 		portal.Local = auth
 	}
 	pl.Portal = portal
-	limiter, runLimiter, err := newLimiter(cfg, s.opts.Secrets, s.log.With("component", "ratelimit"))
-	if err != nil {
-		return err
-	}
-	s.runLimiter = runLimiter
-	var inspector waf.Inspector
-	if c := s.opts.Checked; c != nil && c.cfg == cfg {
-		inspector = c.waf
-	} else if inspector, err = newWAF(cfg, s.log.With("component", "waf")); err != nil {
-		return err
-	}
-	s.waf = inspector
-	sets, err := ruleSets(cfg, limiter, inspector)
+	sets, err := s.compileRules(cfg)
 	if err != nil {
 		return err
 	}
@@ -369,6 +358,33 @@ func jwks(sg *assert.Signer) jose.JSONWebKeySet {
 // long as the sessions they end.
 func OpenStore(cfg *config.Config) (*store.SQLite, error) {
 	return store.OpenSQLiteOptions(filepath.Join(cfg.DataDir, "sekisho.db"), store.Options{MaxSessionLifetime: cfg.Session.Lifetime.D()})
+}
+
+// compileRules sets up the WAF and the rate limiter and compiles the
+// routes' rule sets. What Check compiled for this config (opts.Checked) is
+// used instead of compiling again: its WAF always, and its rule sets too
+// when the limiter is in memory anyway (no Redis): they were compiled
+// against a fresh in-memory limiter, which becomes the gateway's.
+func (s *Server) compileRules(cfg *config.Config) (map[string]*rules.Set, error) {
+	if c := s.opts.Checked; c != nil && c.cfg == cfg {
+		s.waf = c.waf
+		if cfg.Redis == nil {
+			s.runLimiter = func(ctx context.Context) { c.limiter.Run(ctx) }
+			return c.sets, nil
+		}
+	} else {
+		inspector, err := newWAF(cfg, s.log.With("component", "waf"))
+		if err != nil {
+			return nil, err
+		}
+		s.waf = inspector
+	}
+	limiter, runLimiter, err := newLimiter(cfg, s.opts.Secrets, s.log.With("component", "ratelimit"))
+	if err != nil {
+		return nil, err
+	}
+	s.runLimiter = runLimiter
+	return ruleSets(cfg, limiter, s.waf)
 }
 
 // pruneRevocations drops revocations and provider tokens of sessions that
