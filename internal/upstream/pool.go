@@ -3,7 +3,10 @@
 // that forwards a request to a pool.
 //
 // A [Pool] is an [http.RoundTripper]: it picks a target for each request,
-// rewrites the request URL to it and sends it through the pool's transport.
+// rewrites the request URL to it and sends it: to a plain-http target with
+// sekisho's own HTTP/1.1 client (h1.go), which writes the request and reads
+// the response on the caller's goroutine, otherwise through the pool's
+// [http.Transport].
 // [NewProxy] wraps a Pool in an [httputil.ReverseProxy] with the timeouts
 // LLM apps need: a total timeout for normal responses, none for streams
 // (Server-Sent Events, WebSocket), which get an idle timeout instead.
@@ -77,8 +80,12 @@ type PoolOptions struct {
 	// Idempotent: GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110) or an
 	// Idempotency-Key header, with no body or one re-gettable via GetBody.
 	Retries int
-	// Transport sends the requests and the health checks. It is used as
-	// given, never modified. nil means NewTransport().
+	// Transport sends the health checks, and the requests that sekisho's
+	// own HTTP/1.1 client does not take: those to https targets, upgrades
+	// (WebSocket), Expect: 100-continue, and bodies of unknown length or
+	// over 64 KiB. The own client sends the rest, on connections it dials
+	// with Transport's DialContext. It is used as given, never modified.
+	// nil means NewTransport().
 	Transport *http.Transport
 	// Now is the clock for ejection times. nil means time.Now.
 	Now func() time.Time
@@ -95,12 +102,13 @@ type PoolOptions struct {
 func NewTransport() *http.Transport {
 	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		DialContext:           d.DialContext,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: 1 * time.Second,
-		DisableCompression:    true,
+		DialContext:            d.DialContext,
+		MaxIdleConnsPerHost:    256,
+		IdleConnTimeout:        90 * time.Second,
+		TLSHandshakeTimeout:    10 * time.Second,
+		ExpectContinueTimeout:  1 * time.Second,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		DisableCompression:     true,
 	}
 }
 
@@ -141,7 +149,9 @@ type Pool struct {
 }
 
 type target struct {
-	url      *url.URL
+	url *url.URL
+	// h1 is the target's own HTTP/1.1 client (h1.go); nil for https.
+	h1       *h1Conns
 	health   *url.URL // health-check URL; nil without active checks
 	inflight atomic.Int64
 	healthy  atomic.Bool
@@ -237,6 +247,15 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	dial := p.transport.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	for _, t := range p.targets {
+		if t.url.Scheme == "http" {
+			t.h1 = &h1Conns{addr: hostPort(t.url), dial: dial, now: time.Now}
+		}
+	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -267,9 +286,27 @@ func checkTarget(u *url.URL) error {
 // Name returns the pool's name.
 func (p *Pool) Name() string { return p.name }
 
-// CloseIdleConnections closes the idle keep-alive connections of the pool's
-// transport; call it when a reload replaces the pool.
-func (p *Pool) CloseIdleConnections() { p.transport.CloseIdleConnections() }
+// CloseIdleConnections closes the pool's idle keep-alive connections; call
+// it when a reload replaces the pool.
+func (p *Pool) CloseIdleConnections() {
+	p.transport.CloseIdleConnections()
+	for _, t := range p.targets {
+		if t.h1 != nil {
+			t.h1.closeIdle()
+		}
+	}
+}
+
+// hostPort is u's host with the scheme's default port when it has none.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
 
 // Status returns a snapshot of every target, in configuration order.
 func (p *Pool) Status() []TargetStatus {

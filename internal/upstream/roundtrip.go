@@ -54,7 +54,13 @@ func (p *Pool) roundTrip(req *http.Request, owned bool) (*http.Response, error) 
 			}
 		}
 		t.inflight.Add(1)
-		res, err := p.transport.RoundTrip(out)
+		var res *http.Response
+		var err error
+		if t.h1 != nil && fast(out) {
+			res, err = t.h1.roundTrip(out)
+		} else {
+			res, err = p.transport.RoundTrip(out)
+		}
 		if err == nil {
 			p.succeeded(t)
 			res.Body = countBody(res.Body, t)

@@ -1,0 +1,387 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// h1Conns is sekisho's own HTTP/1.1 client for one plain-http target: a
+// stack of idle keep-alive connections and an exchange that runs on the
+// calling goroutine.
+//
+// Why not http.Transport for these: the Transport gives every connection a
+// reader and a writer goroutine and hands each request and response between
+// them and the caller over channels. For a proxy whose requests are small
+// and whose upstream sits next to it, those hand-offs cost about a third of
+// the proxy's CPU per request (bench/README.md), and the two goroutines cost
+// every open stream their stacks. Here the caller writes the request and
+// reads the response itself; an idle connection has no goroutine.
+//
+// The wire format is net/http's own: [http.Request.Write] writes the request
+// (the function the Transport uses) and [http.ReadResponse] parses the
+// response (likewise), so both the request that leaves and the way a
+// response is framed are exactly the Transport's. What the Transport adds
+// around them is kept: header names and values are validated before
+// anything is sent, response headers are limited (maxResponseHeaderBytes),
+// 1xx responses are passed to the request's httptrace hook (ReverseProxy
+// forwards 103 Early Hints that way) and limited in number, a connection is
+// reused only when its response was read to the end and neither side asked
+// to close it, an idle connection that the upstream closed (or that has
+// bytes nobody asked for) is not reused, and a request that found a stale
+// keep-alive connection is sent once more on a new one when that is safe.
+//
+// Requests it does not take, which the pool sends through http.Transport
+// instead (see fast): https targets, upgrades (WebSocket), Expect:
+// 100-continue, request trailers, and bodies of unknown length or larger
+// than maxFastBody. A body is written whole before the response is read, so
+// only a body that fits in the sockets' buffers is sent this way: an
+// upstream that answers early without reading it cannot leave the exchange
+// stuck.
+type h1Conns struct {
+	addr string
+	dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	now  func() time.Time
+
+	mu sync.Mutex
+	// idle is a stack: idle[len-1] was used last, idle[0] has waited longest.
+	idle []*h1Conn
+	// closing is set by closeIdle and cleared by the next request: until
+	// then a connection given back (a stream that outlived a reload) is
+	// closed, not kept, as http.Transport does after CloseIdleConnections.
+	closing bool
+}
+
+const (
+	// maxIdlePerTarget is how many idle connections a target keeps, as
+	// http.Transport's MaxIdleConnsPerHost in NewTransport.
+	maxIdlePerTarget = 256
+	// idleConnTimeout closes a connection idle longer, as NewTransport's
+	// IdleConnTimeout.
+	idleConnTimeout = 90 * time.Second
+	// maxResponseHeaderBytes limits what is read before the response's
+	// header ends, its 1xx responses included (NewTransport sets the same).
+	maxResponseHeaderBytes = 1 << 20
+	// max1xxResponses is how many informational responses may precede the
+	// final one, as in net/http's Transport.
+	max1xxResponses = 5
+	// maxFastBody is the largest request body (with a known length) sent on
+	// the calling goroutine; see h1Conns.
+	maxFastBody = 64 << 10
+)
+
+// errTooMany1xx and errResponseHeaderTooLarge are the upstream's fault: 502.
+var (
+	errTooMany1xx             = errors.New("upstream sent too many 1xx informational responses")
+	errResponseHeaderTooLarge = fmt.Errorf("upstream response header is larger than %d bytes", maxResponseHeaderBytes)
+	errUnaskedUpgrade         = errors.New("upstream switched protocols for a request that asked for no upgrade")
+)
+
+// fast reports whether req may be sent by an h1Conns (see there).
+func fast(req *http.Request) bool {
+	h := req.Header
+	if h["Upgrade"] != nil || h["Expect"] != nil || req.Trailer != nil || len(req.TransferEncoding) != 0 {
+		return false
+	}
+	return req.Body == nil || req.Body == http.NoBody || req.ContentLength > 0 && req.ContentLength <= maxFastBody
+}
+
+// h1Conn is one connection to the target.
+type h1Conn struct {
+	nc net.Conn
+	// raw peeks at the idle connection (idleConnUsable); nil when the
+	// connection has no file descriptor to peek at.
+	raw syscall.RawConn
+	// lr is what br reads through: it counts the bytes of the exchange and
+	// stops the response header at maxResponseHeaderBytes.
+	lr        limitedConn
+	br        *bufio.Reader
+	idleSince time.Time
+}
+
+// limitedConn reads from a connection, at most n bytes while n >= 0.
+type limitedConn struct {
+	nc   net.Conn
+	n    int64 // -1: no limit
+	read int64 // bytes read since the exchange began
+}
+
+func (l *limitedConn) Read(p []byte) (int, error) {
+	if l.n == 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if l.n > 0 && int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.nc.Read(p)
+	l.read += int64(n)
+	if l.n > 0 {
+		l.n -= int64(n)
+	}
+	return n, err
+}
+
+var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+
+// aLongTimeAgo is a deadline in the past: setting it makes the connection's
+// blocked reads and writes return at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// roundTrip sends req on an idle connection, or a new one, and returns the
+// response. The response body gives the connection back when it has been
+// read to the end and closed. A dial error is returned as the dialer's
+// (*net.OpError with Op "dial", which the pool's retry recognises).
+func (h *h1Conns) roundTrip(req *http.Request) (*http.Response, error) {
+	if err := validRequest(req); err != nil {
+		closeRequestBody(req)
+		return nil, err
+	}
+	ctx := req.Context()
+	for {
+		c, reused, err := h.get(ctx)
+		if err != nil {
+			closeRequestBody(req)
+			return nil, err
+		}
+		res, stale, err := h.exchange(ctx, c, req)
+		if err == nil {
+			return res, nil
+		}
+		// The upstream closed a kept-alive connection as the request went
+		// out on it. Like http.Transport, send it again on a new connection
+		// when that cannot do anything twice; a new connection never loops.
+		if reused && stale && replayable(req) && ctx.Err() == nil {
+			continue
+		}
+		return nil, err
+	}
+}
+
+// closeRequestBody closes req's body when the request fails before
+// Request.Write (which closes it) ran: a RoundTripper always closes it.
+func closeRequestBody(req *http.Request) {
+	if req.Body != nil && req.Body != http.NoBody {
+		req.Body.Close()
+	}
+}
+
+// validRequest refuses what http.Transport refuses before sending: a
+// method, header name or header value that is not valid on the wire.
+func validRequest(req *http.Request) error {
+	if !httpguts.ValidHeaderFieldName(req.Method) {
+		return fmt.Errorf("net/http: invalid method %q", req.Method)
+	}
+	for k, vs := range req.Header {
+		if !httpguts.ValidHeaderFieldName(k) {
+			return fmt.Errorf("net/http: invalid header field name %q", k)
+		}
+		for _, v := range vs {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				return fmt.Errorf("net/http: invalid header field value for %q", k)
+			}
+		}
+	}
+	return nil
+}
+
+// replayable reports whether req may be sent twice: http.Transport's rule,
+// a method that changes nothing (or an idempotency key) and no body.
+func replayable(req *http.Request) bool {
+	if req.Body != nil && req.Body != http.NoBody {
+		return false
+	}
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return req.Header["Idempotency-Key"] != nil || req.Header["X-Idempotency-Key"] != nil
+}
+
+// get returns the connection used last, if it is still good, or dials.
+func (h *h1Conns) get(ctx context.Context) (*h1Conn, bool, error) {
+	for {
+		h.mu.Lock()
+		h.closing = false
+		n := len(h.idle)
+		if n == 0 {
+			h.mu.Unlock()
+			break
+		}
+		c := h.idle[n-1]
+		h.idle[n-1] = nil
+		h.idle = h.idle[:n-1]
+		h.mu.Unlock()
+		if h.now().Sub(c.idleSince) < idleConnTimeout && idleConnUsable(c.raw) {
+			return c, true, nil
+		}
+		c.nc.Close()
+	}
+	nc, err := h.dial(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, false, err
+	}
+	c := &h1Conn{nc: nc, lr: limitedConn{nc: nc, n: -1}}
+	c.br = bufio.NewReaderSize(&c.lr, 4<<10)
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	return c, false, nil
+}
+
+// put keeps c for the next request, and closes the connection that has
+// waited longest if it has waited past idleConnTimeout.
+func (h *h1Conns) put(c *h1Conn) {
+	c.idleSince = h.now()
+	var drop *h1Conn
+	h.mu.Lock()
+	switch {
+	case h.closing || len(h.idle) >= maxIdlePerTarget:
+		drop = c
+	case len(h.idle) > 0 && c.idleSince.Sub(h.idle[0].idleSince) >= idleConnTimeout:
+		drop = h.idle[0]
+		copy(h.idle, h.idle[1:])
+		h.idle[len(h.idle)-1] = c
+	default:
+		h.idle = append(h.idle, c)
+	}
+	h.mu.Unlock()
+	if drop != nil {
+		drop.nc.Close()
+	}
+}
+
+// closeIdle closes every idle connection, and those given back before the
+// next request.
+func (h *h1Conns) closeIdle() {
+	h.mu.Lock()
+	idle := h.idle
+	h.idle, h.closing = nil, true
+	h.mu.Unlock()
+	for _, c := range idle {
+		c.nc.Close()
+	}
+}
+
+// exchange writes req on c and reads the response's header. stale reports
+// that the connection turned out closed before any byte of a response came
+// back (the request may be sent again on a new one, see roundTrip).
+func (h *h1Conns) exchange(ctx context.Context, c *h1Conn, req *http.Request) (res *http.Response, stale bool, err error) {
+	// Cancellation (client gone, the route's timeout) ends a blocked write
+	// or read by putting the connection's deadline in the past; such a
+	// connection is never reused.
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	}
+	fail := func(err error) (*http.Response, bool, error) {
+		stop()
+		c.nc.Close()
+		if ctx.Err() != nil {
+			return nil, false, fmt.Errorf("upstream request: %w", context.Cause(ctx))
+		}
+		return nil, c.lr.read == 0 && connClosed(err), err
+	}
+	c.lr.read, c.lr.n = 0, -1
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(c.nc)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	writerPool.Put(bw)
+	if err != nil {
+		return fail(err)
+	}
+	c.lr.n = maxResponseHeaderBytes
+	trace := httptrace.ContextClientTrace(ctx)
+	for n1xx := 0; ; {
+		res, err = http.ReadResponse(c.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		code := res.StatusCode
+		if code < 100 || code > 199 {
+			break
+		}
+		if code == http.StatusSwitchingProtocols {
+			return fail(errUnaskedUpgrade)
+		}
+		if n1xx++; n1xx > max1xxResponses {
+			return fail(errTooMany1xx)
+		}
+		if trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(res.Header)); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	c.lr.n = -1
+	b := &h1Body{rc: res.Body, c: c, h: h, stop: stop, keep: !res.Close && !req.Close}
+	if res.Body == http.NoBody {
+		b.eof.Store(true)
+	}
+	res.Body = b
+	return res, false, nil
+}
+
+// connClosed reports whether err says the peer had closed the connection.
+func connClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// h1Body is a response body that gives its connection back when it was
+// read to the end, and closes it otherwise.
+type h1Body struct {
+	rc   io.ReadCloser
+	c    *h1Conn
+	h    *h1Conns
+	stop func() bool
+	keep bool
+	// eof is set once Read has returned io.EOF.
+	eof    atomic.Bool
+	closed atomic.Bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if err == io.EOF {
+		b.eof.Store(true)
+	}
+	return n, err
+}
+
+// Close gives the connection back for reuse when the body was read to its
+// end, the exchange was not cancelled, neither side asked to close and
+// nothing follows the response; otherwise it closes the connection. It
+// never reads what is left of the body (net/http's own Close would read an
+// unfinished body to its end, which for a stream is never).
+func (b *h1Body) Close() error {
+	if !b.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if !b.eof.Load() {
+		b.stop()
+		return b.c.nc.Close()
+	}
+	err := b.rc.Close()
+	if b.stop() && b.keep && err == nil && b.c.br.Buffered() == 0 {
+		b.h.put(b.c)
+		return nil
+	}
+	b.c.nc.Close()
+	return err
+}
