@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"testing"
+	"time"
 )
 
 // benchGet sends GETs through front until the benchmark ends.
@@ -43,4 +44,40 @@ func BenchmarkBareReverseProxy(b *testing.B) {
 		Transport: tr,
 	})
 	benchGet(b, front.Client(), front.URL+"/bench?q=1")
+}
+
+// BenchmarkRoundTrip sends GETs to an httptest upstream through sekisho's
+// own HTTP/1.1 client (h1) and through http.Transport set up as NewTransport
+// does, the two ways a pool may send a request. Both read and close each
+// body, so connections are reused.
+func BenchmarkRoundTrip(b *testing.B) {
+	up := newServer(b, named("ok"))
+	target := mustURL(b, up.URL)
+	tr := NewTransport()
+	b.Cleanup(tr.CloseIdleConnections)
+	h1 := &h1Conns{addr: target.Host, dial: tr.DialContext, now: time.Now}
+	b.Cleanup(h1.closeIdle)
+	for _, tc := range []struct {
+		name string
+		rt   func(*http.Request) (*http.Response, error)
+	}{
+		{"h1", h1.roundTrip},
+		{"http.Transport", tr.RoundTrip},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req, _ := http.NewRequest(http.MethodGet, up.URL+"/bench?q=1", nil)
+				res, err := tc.rt(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusOK {
+					b.Fatalf("status %d", res.StatusCode)
+				}
+			}
+		})
+	}
 }

@@ -11,6 +11,11 @@
 // compares its allocations with sekisho's); the proxy itself does not use
 // http.DefaultServeMux, so this changes nothing on the measured path.
 //
+// With -h1 the transport is sekisho's upstream pool instead, whose own
+// HTTP/1.1 client sends plain-http requests (internal/upstream/h1.go):
+// benchrun's target (d), which shows what sekisho's sign-in, identity
+// headers and audit cost on the same transport.
+//
 // It prints "listening ADDR" on its first line of stdout.
 package main
 
@@ -24,6 +29,8 @@ import (
 	_ "net/http/pprof" // only served with -pprof
 	"net/url"
 	"sync"
+
+	"github.com/sekisho/sekisho/internal/upstream"
 )
 
 type bufferPool struct{ sync.Pool }
@@ -35,6 +42,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "listen address")
 	target := flag.String("target", "", "upstream base URL")
 	pprof := flag.String("pprof", "", "serve net/http/pprof on this address")
+	h1 := flag.Bool("h1", false, "send through sekisho's upstream pool (its own HTTP/1.1 client) instead of http.Transport")
 	flag.Parse()
 	if *pprof != "" {
 		go func() { log.Print(http.ListenAndServe(*pprof, nil)) }()
@@ -49,6 +57,13 @@ func main() {
 		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
 		Transport:  tr,
 		BufferPool: &bufferPool{sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}},
+	}
+	if *h1 {
+		pool, err := upstream.NewPool(upstream.PoolOptions{Name: "bare", Targets: []*url.URL{u}})
+		if err != nil {
+			log.Fatal(err)
+		}
+		rp.Transport = pool
 	}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

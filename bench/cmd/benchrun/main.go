@@ -4,7 +4,8 @@
 //
 //   - saturation (wrk -t2 -c64 --latency): (a) direct to the upstream,
 //     (b) a bare httputil.ReverseProxy, (c) sekisho with a session cookie on
-//     every request; requests/s, p99 and the proxies' CPU time per request;
+//     every request, and for information (d) the bare proxy over sekisho's
+//     upstream pool; requests/s, p99 and the proxies' CPU time per request;
 //   - latency at a fixed rate, half of (b)'s saturation, open loop, for (b)
 //     and (c);
 //   - idle Server-Sent Events streams held open through each proxy: resident
@@ -151,6 +152,10 @@ func run(o options, dir string) error {
 	if err != nil {
 		return err
 	}
+	bareH1, bareH1Addr, err := start("bareproxy-h1", filepath.Join(dir, "bareproxy-h1.log"), true, bins["bareproxy"], "-h1", "-target", "http://"+upAddr)
+	if err != nil {
+		return err
+	}
 	gw, err := newGateway(bins["sekisho"], dir, upAddr)
 	if err != nil {
 		return err
@@ -172,6 +177,7 @@ func run(o options, dir string) error {
 		{key: "a", name: "(a) direct to the upstream", addr: upAddr},
 		{key: "b", name: "(b) bare httputil.ReverseProxy", addr: bareAddr, proc: bare},
 		{key: "c", name: "(c) sekisho, session cookie", addr: gw.addr, proc: sk, cookie: cookie},
+		{key: "d", name: "(d) bare ReverseProxy over sekisho's pool", addr: bareH1Addr, proc: bareH1},
 	}
 	var bSat float64
 	if o.phases["saturation"] {
@@ -188,7 +194,7 @@ func run(o options, dir string) error {
 			}
 			bSat = r.RPS
 		}
-		if err := fixedRate(out, o, targets[1:], bSat/2); err != nil {
+		if err := fixedRate(out, o, targets[1:3], bSat/2); err != nil {
 			return err
 		}
 	}
@@ -209,6 +215,7 @@ func run(o options, dir string) error {
 		}
 	}
 	bare.stop()
+	bareH1.stop()
 
 	if o.phases["sse"] {
 		if err := sse(out, o, dir, bins["bareproxy"], upAddr, gw, cookie); err != nil {
@@ -224,7 +231,7 @@ func run(o options, dir string) error {
 	return nil
 }
 
-// target is one of (a), (b), (c).
+// target is one of (a), (b), (c), (d).
 type target struct {
 	key, name, addr, cookie string
 	proc                    *child // nil for the upstream: its CPU is not the proxy's
@@ -313,6 +320,10 @@ func saturation(out io.Writer, o options, targets []target, up *child) (bSat flo
 	fmt.Fprintf(out, "- **(c)/(b) = %.2f** (target >= 0.80: %s)\n", ratio, passFail(ratio >= 0.8))
 	if cpus["b"] > 0 {
 		fmt.Fprintf(out, "- proxy CPU per request (c)/(b) = %.2f (less sensitive to noise than requests/s: what the proxy itself spends)\n", float64(cpus["c"])/float64(cpus["b"]))
+	}
+	if cpus["d"] > 0 {
+		fmt.Fprintf(out, "- for information, (d) is (b) with sekisho's upstream pool as its transport: (d)/(b) = %.2f requests/s and %.2f CPU per request (what sekisho's own HTTP/1.1 client saves); (c)/(d) = %.2f requests/s and %.2f CPU per request (what sign-in, identity headers, assertion and audit cost on the same transport)\n",
+			means["d"]/means["b"], float64(cpus["d"])/float64(cpus["b"]), means["c"]/means["d"], float64(cpus["c"])/float64(cpus["d"]))
 	}
 	fmt.Fprintln(out)
 	return means["b"], nil
