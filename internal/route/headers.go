@@ -20,18 +20,45 @@ const (
 // compared case-insensitively with '_' read as '-', because many app servers
 // (WSGI, CGI, PHP, Rack) fold both to the same variable: X_Sekisho_User
 // arrives in a Flask app as the same HTTP_X_SEKISHO_USER as X-Sekisho-User.
+// It runs for every header of every request, so it compares in place
+// instead of making a folded copy of the name.
 func owned(name string) bool {
-	n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-	switch {
-	case strings.HasPrefix(n, "x-sekisho-"), strings.HasPrefix(n, "x-forwarded-"):
-		return true
+	for _, p := range ownedPrefixes {
+		if len(name) >= len(p) && foldEqual(name[:len(p)], p) {
+			return true
+		}
 	}
-	switch n {
-	case "forwarded", "x-real-ip", "x-request-id", "x-client-ip", "true-client-ip", "x-original-forwarded-for",
-		"x-goog-authenticated-user-email", "x-goog-authenticated-user-id", "x-goog-iap-jwt-assertion":
-		return true
+	for _, n := range ownedNames {
+		if len(name) == len(n) && foldEqual(name, n) {
+			return true
+		}
 	}
 	return false
+}
+
+// ownedPrefixes and ownedNames are lower case, with '-' (see owned).
+var (
+	ownedPrefixes = []string{"x-sekisho-", "x-forwarded-"}
+	ownedNames    = []string{"forwarded", "x-real-ip", "x-request-id", "x-client-ip", "true-client-ip", "x-original-forwarded-for",
+		"x-goog-authenticated-user-email", "x-goog-authenticated-user-id", "x-goog-iap-jwt-assertion"}
+)
+
+// foldEqual reports whether name equals want (lower case, same length)
+// with ASCII letters compared case-insensitively and '_' read as '-'.
+func foldEqual(name, want string) bool {
+	for i := 0; i < len(want); i++ {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // stripOwned deletes every sekisho-owned header from h.

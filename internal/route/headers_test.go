@@ -15,10 +15,23 @@ func TestOwned(t *testing.T) {
 			t.Errorf("owned(%q) = false: a client could speak for the gateway", h)
 		}
 	}
-	for _, h := range []string{"Authorization", "Cookie", "X-Sekisho", "X-Custom", "Sekisho-User", "Accept"} {
+	for _, h := range []string{"Authorization", "Cookie", "X-Sekisho", "X-Custom", "Sekisho-User", "Accept",
+		"X-Real-Ip-Extra", "Forwarded2", "X-Forwarded", "X-Rea1-Ip", "Y-Sekisho-User"} {
 		if owned(h) {
 			t.Errorf("owned(%q) = true: the app's header would be dropped", h)
 		}
+	}
+}
+
+// TestOwnedAllocatesNothing: owned runs for every header of every request.
+func TestOwnedAllocatesNothing(t *testing.T) {
+	names := []string{"Accept-Language", "X_Sekisho_User", "X-Forwarded-For", "True-Client-Ip", "Cookie"}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, h := range names {
+			owned(h)
+		}
+	}); n != 0 {
+		t.Errorf("owned allocates %v times per run, want 0", n)
 	}
 }
 
@@ -83,4 +96,28 @@ func TestHeaderNamesCanonical(t *testing.T) {
 			t.Errorf("%q is not canonical (%q)", n, c)
 		}
 	}
+}
+
+// FuzzOwned checks owned against the plain definition (lower case, '_' as
+// '-', then compare) for every ASCII name: header names on the wire are
+// ASCII tokens, and net/http refuses the rest before sekisho sees them.
+func FuzzOwned(f *testing.F) {
+	for _, s := range []string{"X-Sekisho-User", "x_forwarded_for", "Forwarded", "X-Real-IP", "Accept", "X-Goog-Iap-Jwt-Assertion", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		for i := 0; i < len(name); i++ {
+			if name[i] >= 0x80 {
+				t.Skip("not ASCII")
+			}
+		}
+		n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		want := strings.HasPrefix(n, "x-sekisho-") || strings.HasPrefix(n, "x-forwarded-")
+		for _, o := range ownedNames {
+			want = want || n == o
+		}
+		if got := owned(name); got != want {
+			t.Errorf("owned(%q) = %v, want %v", name, got, want)
+		}
+	})
 }

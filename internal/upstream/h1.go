@@ -160,8 +160,9 @@ func (h *h1Conns) roundTrip(req *http.Request) (*http.Response, error) {
 			return res, nil
 		}
 		// The upstream closed a kept-alive connection as the request went
-		// out on it. Like http.Transport, send it again on a new connection
-		// when that cannot do anything twice; a new connection never loops.
+		// out on it. Like http.Transport, send it again (on the next idle
+		// connection or a new one) when that cannot do anything twice. A
+		// new connection's failure is final.
 		if reused && stale && replayable(req) && ctx.Err() == nil {
 			continue
 		}
