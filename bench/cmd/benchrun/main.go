@@ -255,6 +255,7 @@ func saturation(out io.Writer, o options, targets []target, up *child) (bSat flo
 	}
 	results := map[string][]sample{}
 	var order []string
+	steal0 := readCPUStat()
 	for round := range o.rounds {
 		ts := slices.Clone(targets)
 		if round%2 == 1 {
@@ -316,7 +317,8 @@ func saturation(out io.Writer, o options, targets []target, up *child) (bSat flo
 		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s | %s | %.1f µs |\n", t.name, strings.Join(runs, ", "), rps, ms(p50), ms(p99), cpuCol, sysCol, float64(upCPU)/1e3)
 	}
 	ratio := means["c"] / means["b"]
-	fmt.Fprintf(out, "\n- (b)/(a) = %.2f, (c)/(a) = %.2f\n", means["b"]/means["a"], means["c"]/means["a"])
+	fmt.Fprintf(out, "\n- CPU time stolen by the hypervisor during this phase: %s (/proc/stat)\n", stealPercent(steal0, readCPUStat()))
+	fmt.Fprintf(out, "- (b)/(a) = %.2f, (c)/(a) = %.2f\n", means["b"]/means["a"], means["c"]/means["a"])
 	fmt.Fprintf(out, "- **(c)/(b) = %.2f** (target >= 0.80: %s)\n", ratio, passFail(ratio >= 0.8))
 	if cpus["b"] > 0 {
 		fmt.Fprintf(out, "- proxy CPU per request (c)/(b) = %.2f (less sensitive to noise than requests/s: what the proxy itself spends)\n", float64(cpus["c"])/float64(cpus["b"]))
@@ -338,6 +340,7 @@ func fixedRate(out io.Writer, o options, targets []target, rate float64) error {
 	pairs := max(1, int(o.duration/o.slice))
 	res := map[string][]rateResult{}
 	var diffs, bP99s []time.Duration
+	steal := map[string]cpuStat{} // summed over each target's slices
 	logf("fixed rate %.0f/s: %d pairs of %s slices", rate, pairs, o.slice)
 	for i := range pairs {
 		pair := []target{b, c}
@@ -346,10 +349,15 @@ func fixedRate(out io.Writer, o options, targets []target, rate float64) error {
 		}
 		got := map[string]rateResult{}
 		for _, t := range pair {
+			s0 := readCPUStat()
 			r, err := runRate(t.addr, "/", t.cookie, rate, o.slice, o.conns)
 			if err != nil {
 				return err
 			}
+			s1 := readCPUStat()
+			st := steal[t.key]
+			st.steal, st.total = st.steal+s1.steal-s0.steal, st.total+s1.total-s0.total
+			steal[t.key] = st
 			res[t.key] = append(res[t.key], r)
 			got[t.key] = r
 		}
@@ -382,6 +390,8 @@ func fixedRate(out io.Writer, o options, targets []target, rate float64) error {
 		fmt.Fprintf(out, ": **the 1 ms comparison is below this run's noise**, read it with the p50 and CPU figures")
 	}
 	fmt.Fprintf(out, "\n")
+	fmt.Fprintf(out, "- CPU time the hypervisor gave to other machines (steal, /proc/stat) during (b)'s slices: %s, during (c)'s: %s\n",
+		stealPercent(cpuStat{}, steal["b"]), stealPercent(cpuStat{}, steal["c"]))
 	fmt.Fprintf(out, "- \"late\": requests that found every connection busy at their due time; their latency counts from the due time (no coordinated omission)\n\n")
 	return nil
 }

@@ -409,3 +409,38 @@ func profile(out io.Writer, o options, dir string, t target) error {
 	}
 	return nil
 }
+
+// cpuStat is the machine's CPU time from /proc/stat's first line, in clock
+// ticks: steal is time the hypervisor gave this virtual machine's CPUs to
+// someone else; total is every field summed.
+type cpuStat struct{ steal, total int64 }
+
+func readCPUStat() cpuStat {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuStat{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuStat{}
+	}
+	var s cpuStat
+	for i, v := range f[1:] {
+		n, _ := strconv.ParseInt(v, 10, 64)
+		s.total += n
+		if i == 7 {
+			s.steal = n
+		}
+	}
+	return s
+}
+
+// stealPercent is the share of CPU time stolen between a and b, "?" when
+// /proc/stat could not tell.
+func stealPercent(a, b cpuStat) string {
+	if b.total <= a.total {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f %%", 100*float64(b.steal-a.steal)/float64(b.total-a.total))
+}
