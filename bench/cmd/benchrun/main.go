@@ -53,7 +53,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "saturation rounds over (a), (b), (c); even rounds run in reverse order")
 	flag.IntVar(&o.streams, "streams", 5000, "idle SSE streams held open through each proxy")
 	flag.DurationVar(&o.sseHold, "sse-hold", 5*time.Second, "how long the SSE streams are held open while RSS is sampled")
-	flag.DurationVar(&o.slice, "slice", time.Second, "fixed-rate phase: length of each alternating slice of (b) and (c)")
+	flag.DurationVar(&o.slice, "slice", 250*time.Millisecond, "fixed-rate phase: length of each alternating slice of (b) and (c)")
 	flag.IntVar(&o.coldStarts, "coldstarts", 5, "cold start runs (the median is reported)")
 	flag.StringVar(&phases, "phases", "saturation,rate,sse,start", "phases to run, comma-separated")
 	flag.BoolVar(&o.perf, "perf", false, "after the other phases, profile sekisho under saturation with perf(1) and print its hottest functions")
