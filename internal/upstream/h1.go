@@ -62,6 +62,8 @@ type h1Conns struct {
 	// then a connection given back (a stream that outlived a reload) is
 	// closed, not kept, as http.Transport does after CloseIdleConnections.
 	closing bool
+	// sweeping is set while a sweep is scheduled (see sweep).
+	sweeping bool
 }
 
 const (
@@ -80,6 +82,9 @@ const (
 	// maxFastBody is the largest request body (with a known length) sent on
 	// the calling goroutine; see h1Conns.
 	maxFastBody = 64 << 10
+	// sweepEvery is how often the idle connections are checked while there
+	// are any (see sweep).
+	sweepEvery = 15 * time.Second
 )
 
 // errTooMany1xx and errResponseHeaderTooLarge are the upstream's fault: 502.
@@ -256,10 +261,44 @@ func (h *h1Conns) put(c *h1Conn) {
 		h.idle[len(h.idle)-1] = c
 	default:
 		h.idle = append(h.idle, c)
+		if !h.sweeping {
+			h.sweeping = true
+			time.AfterFunc(sweepEvery, h.sweep)
+		}
 	}
 	h.mu.Unlock()
 	if drop != nil {
 		drop.nc.Close()
+	}
+}
+
+// sweep closes the idle connections that the upstream closed or wrote to,
+// or that waited past idleConnTimeout, and runs again in sweepEvery while
+// any are left. An upstream's keep-alive timeout is usually shorter than
+// idleConnTimeout: without the sweep, the connections it closed would wait
+// half-closed on sekisho's side until the next request (http.Transport's
+// reader goroutine notices at once; the sweep, within sweepEvery).
+func (h *h1Conns) sweep() {
+	now := h.now()
+	var drop []*h1Conn
+	h.mu.Lock()
+	kept := h.idle[:0]
+	for _, c := range h.idle {
+		if now.Sub(c.idleSince) < idleConnTimeout && idleConnUsable(c.raw) {
+			kept = append(kept, c)
+		} else {
+			drop = append(drop, c)
+		}
+	}
+	clear(h.idle[len(kept):])
+	h.idle = kept
+	h.sweeping = len(kept) > 0
+	if h.sweeping {
+		time.AfterFunc(sweepEvery, h.sweep)
+	}
+	h.mu.Unlock()
+	for _, c := range drop {
+		c.nc.Close()
 	}
 }
 

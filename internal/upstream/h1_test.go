@@ -1298,3 +1298,66 @@ func TestH1Parallel(t *testing.T) {
 		t.Errorf("%d idle connections after 32 goroutines, want 1..32", n)
 	}
 }
+
+// The sweep closes idle connections the upstream has closed (its keep-alive
+// timeout is usually shorter than ours) or that waited past
+// idleConnTimeout, keeps live ones, and is scheduled only while any
+// connection is idle.
+func TestH1Sweep(t *testing.T) {
+	tests := []struct {
+		name         string
+		upstreamEnds bool          // the upstream closes its side after answering
+		idle         time.Duration // how long the connection waits before the sweep
+		kept         bool
+	}{
+		{"live connection kept", false, time.Second, true},
+		{"connection the upstream closed is closed", true, time.Second, false},
+		{"connection idle past the timeout is closed", false, idleConnTimeout, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ends := make(chan string, 1)
+			addr := rawUpstream(t, func(c *rawConn) {
+				if r, err := c.readReq(); err == nil {
+					c.reply("c0 " + r)
+				}
+				if tc.upstreamEnds {
+					c.Conn.(*net.TCPConn).CloseWrite()
+				}
+				report(c.ctx, ends, c.next())
+			})
+			h, _ := newH1(t, addr)
+			clock := testclock.New(time.Unix(1000, 0))
+			h.now = clock.Now
+			if got := mustSend(t, h, http.MethodGet, "http://"+addr+"/", ""); got != "c0 GET /" {
+				t.Fatalf("response %q", got)
+			}
+			h.mu.Lock()
+			scheduled := h.sweeping
+			h.mu.Unlock()
+			if !scheduled {
+				t.Fatal("no sweep scheduled with a connection idle")
+			}
+			if tc.upstreamEnds {
+				waitPeekSees(t, h)
+			}
+			clock.Advance(tc.idle)
+			h.sweep()
+			h.mu.Lock()
+			idle, sweeping := len(h.idle), h.sweeping
+			h.mu.Unlock()
+			if tc.kept {
+				if idle != 1 || !sweeping {
+					t.Errorf("after the sweep: %d idle, sweep scheduled %v; want the connection kept and another sweep", idle, sweeping)
+				}
+				return
+			}
+			if idle != 0 || sweeping {
+				t.Errorf("after the sweep: %d idle, sweep scheduled %v; want none and no further sweep", idle, sweeping)
+			}
+			if got := recv(t, "the upstream to see the connection end", ends); got != "closed" {
+				t.Errorf("upstream saw %q, want the connection closed", got)
+			}
+		})
+	}
+}
