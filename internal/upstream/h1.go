@@ -35,13 +35,20 @@ import (
 // response (likewise), so both the request that leaves and the way a
 // response is framed are exactly the Transport's. What the Transport adds
 // around them is kept: header names and values are validated before
-// anything is sent, response headers are limited (maxResponseHeaderBytes),
-// 1xx responses are passed to the request's httptrace hook (ReverseProxy
-// forwards 103 Early Hints that way) and limited in number, a connection is
-// reused only when its response was read to the end and neither side asked
-// to close it, an idle connection that the upstream closed (or that has
-// bytes nobody asked for) is not reused, and a request that found a stale
-// keep-alive connection is sent once more on a new one when that is safe.
+// anything is sent, a request whose context has already ended is not
+// sent, response headers are limited (maxResponseHeaderBytes), 1xx
+// responses are passed to the request's httptrace hook (ReverseProxy
+// forwards 103 Early Hints that way; as with the Transport, each one
+// delivered starts the header limit afresh, and without a hook they count
+// against it), a connection is reused only when its response was read to
+// the end and neither side asked to close it, an idle connection that the
+// upstream closed (or that has bytes nobody asked for) is not reused, and a
+// request that found a stale keep-alive connection is sent once more on a
+// new one when that is safe.
+//
+// It runs where an idle connection can be peeked at without reading it
+// (Unix: h1Supported); a connection that offers no file descriptor (a
+// custom dialer's wrapper) is used for one exchange and closed.
 //
 // Requests it does not take, which the pool sends through http.Transport
 // instead (see fast): https targets, upgrades (WebSocket), Expect:
@@ -74,11 +81,9 @@ const (
 	// IdleConnTimeout.
 	idleConnTimeout = 90 * time.Second
 	// maxResponseHeaderBytes limits what is read before the response's
-	// header ends, its 1xx responses included (NewTransport sets the same).
+	// header ends (NewTransport sets the same): from the request, or from
+	// the last 1xx response delivered to the request's httptrace hook.
 	maxResponseHeaderBytes = 1 << 20
-	// max1xxResponses is how many informational responses may precede the
-	// final one, as in net/http's Transport.
-	max1xxResponses = 5
 	// maxFastBody is the largest request body (with a known length) sent on
 	// the calling goroutine; see h1Conns.
 	maxFastBody = 64 << 10
@@ -87,9 +92,8 @@ const (
 	sweepEvery = 15 * time.Second
 )
 
-// errTooMany1xx and errResponseHeaderTooLarge are the upstream's fault: 502.
+// errResponseHeaderTooLarge and errUnaskedUpgrade are the upstream's fault: 502.
 var (
-	errTooMany1xx             = errors.New("upstream sent too many 1xx informational responses")
 	errResponseHeaderTooLarge = fmt.Errorf("upstream response header is larger than %d bytes", maxResponseHeaderBytes)
 	errUnaskedUpgrade         = errors.New("upstream switched protocols for a request that asked for no upgrade")
 )
@@ -140,10 +144,6 @@ func (l *limitedConn) Read(p []byte) (int, error) {
 
 var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 
-// aLongTimeAgo is a deadline in the past: setting it makes the connection's
-// blocked reads and writes return at once.
-var aLongTimeAgo = time.Unix(1, 0)
-
 // roundTrip sends req on an idle connection, or a new one, and returns the
 // response. The response body gives the connection back when it has been
 // read to the end and closed. A dial error is returned as the dialer's
@@ -154,10 +154,21 @@ func (h *h1Conns) roundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	ctx := req.Context()
-	for {
+	for replay := false; ; replay = true {
+		// Like http.Transport: a request whose client left, or whose time
+		// ran out, before it went out is not sent at all.
+		if ctx.Err() != nil {
+			closeRequestBody(req)
+			return nil, fmt.Errorf("upstream request: %w", context.Cause(ctx))
+		}
 		c, reused, err := h.get(ctx)
 		if err != nil {
 			closeRequestBody(req)
+			if replay {
+				// Not a dial error to the pool: the request may have
+				// reached the upstream on the stale connection.
+				return nil, fmt.Errorf("upstream closed a kept-alive connection, and a new one failed: %v", err)
+			}
 			return nil, err
 		}
 		res, stale, err := h.exchange(ctx, c, req)
@@ -186,7 +197,7 @@ func closeRequestBody(req *http.Request) {
 // validRequest refuses what http.Transport refuses before sending: a
 // method, header name or header value that is not valid on the wire.
 func validRequest(req *http.Request) error {
-	if !httpguts.ValidHeaderFieldName(req.Method) {
+	if req.Method != "" && !httpguts.ValidHeaderFieldName(req.Method) {
 		return fmt.Errorf("net/http: invalid method %q", req.Method)
 	}
 	for k, vs := range req.Header {
@@ -318,12 +329,13 @@ func (h *h1Conns) closeIdle() {
 // that the connection turned out closed before any byte of a response came
 // back (the request may be sent again on a new one, see roundTrip).
 func (h *h1Conns) exchange(ctx context.Context, c *h1Conn, req *http.Request) (res *http.Response, stale bool, err error) {
-	// Cancellation (client gone, the route's timeout) ends a blocked write
-	// or read by putting the connection's deadline in the past; such a
-	// connection is never reused.
+	// Cancellation (client gone, the route's timeout) closes the
+	// connection: a blocked write or read ends, and the upstream sees the
+	// request abandoned at once (even while Request.Write waits for a slow
+	// client's body). Such a connection is never reused.
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
-		stop = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+		stop = context.AfterFunc(ctx, func() { c.nc.Close() })
 	}
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
@@ -347,7 +359,7 @@ func (h *h1Conns) exchange(ctx context.Context, c *h1Conn, req *http.Request) (r
 	}
 	c.lr.n = maxResponseHeaderBytes
 	trace := httptrace.ContextClientTrace(ctx)
-	for n1xx := 0; ; {
+	for {
 		res, err = http.ReadResponse(c.br, req)
 		if err != nil {
 			return fail(err)
@@ -359,17 +371,17 @@ func (h *h1Conns) exchange(ctx context.Context, c *h1Conn, req *http.Request) (r
 		if code == http.StatusSwitchingProtocols {
 			return fail(errUnaskedUpgrade)
 		}
-		if n1xx++; n1xx > max1xxResponses {
-			return fail(errTooMany1xx)
-		}
 		if trace != nil && trace.Got1xxResponse != nil {
 			if err := trace.Got1xxResponse(code, textproto.MIMEHeader(res.Header)); err != nil {
 				return fail(err)
 			}
+			// Delivered: whoever took it limits how many (http.Transport
+			// does the same); undelivered ones share the one limit.
+			c.lr.n = maxResponseHeaderBytes
 		}
 	}
 	c.lr.n = -1
-	b := &h1Body{rc: res.Body, c: c, h: h, stop: stop, keep: !res.Close && !req.Close}
+	b := &h1Body{rc: res.Body, c: c, h: h, ctx: ctx, stop: stop, keep: !res.Close && !req.Close && c.raw != nil}
 	if res.Body == http.NoBody {
 		b.eof.Store(true)
 	}
@@ -389,6 +401,7 @@ type h1Body struct {
 	rc   io.ReadCloser
 	c    *h1Conn
 	h    *h1Conns
+	ctx  context.Context
 	stop func() bool
 	keep bool
 	// eof is set once Read has returned io.EOF.
@@ -396,10 +409,16 @@ type h1Body struct {
 	closed atomic.Bool
 }
 
+// Read reads the body. After cancellation it returns the context's cause,
+// as http.Transport does (ReverseProxy logs a failed copy unless the error
+// is context.Canceled), not the closed connection's error.
 func (b *h1Body) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
-	if err == io.EOF {
+	switch {
+	case err == io.EOF:
 		b.eof.Store(true)
+	case err != nil && b.ctx.Err() != nil:
+		err = context.Cause(b.ctx)
 	}
 	return n, err
 }

@@ -4,7 +4,11 @@ package upstream
 
 import "syscall"
 
-// idleConnUsable cannot peek on this platform: an idle connection the
-// upstream closed shows as an error on use, and a request that may be
-// sent twice is then sent again on a new connection (h1Conns.roundTrip).
-func idleConnUsable(syscall.RawConn) bool { return true }
+// h1Supported is false: without a way to peek at an idle connection, bytes
+// an upstream sent unasked could not be told from the next response, so
+// every target uses http.Transport, whose reader goroutine watches each
+// idle connection.
+const h1Supported = false
+
+// idleConnUsable is never reached where h1Supported is false.
+func idleConnUsable(syscall.RawConn) bool { return false }

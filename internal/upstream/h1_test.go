@@ -596,18 +596,25 @@ func TestH1Informational(t *testing.T) {
 		hint  = "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
 		final = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 	)
+	// Two 1xx responses of 600 KiB each: more than maxResponseHeaderBytes
+	// together, less each.
+	bigHint := "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nX-Pad: " +
+		strings.Repeat("a", 600<<10) + "\r\n\r\n"
 	tests := []struct {
 		name     string
 		response string
+		noHook   bool // no Got1xxResponse in the request's trace
 		want1xx  []string
 		wantErr  error
 	}{
 		{name: "103 Early Hints reach the trace", response: hint + final,
 			want1xx: []string{"103 </style.css>; rel=preload"}},
-		{name: "five 1xx responses", response: strings.Repeat(hint, max1xxResponses) + final,
-			want1xx: slices.Repeat([]string{"103 </style.css>; rel=preload"}, max1xxResponses)},
-		{name: "too many 1xx responses", response: strings.Repeat(hint, max1xxResponses+1) + final,
-			wantErr: errTooMany1xx},
+		{name: "many delivered 1xx responses pass, as with http.Transport", response: strings.Repeat(hint, 20) + final,
+			want1xx: slices.Repeat([]string{"103 </style.css>; rel=preload"}, 20)},
+		{name: "each delivered 1xx starts the header limit afresh", response: bigHint + bigHint + final,
+			want1xx: slices.Repeat([]string{"103 </style.css>; rel=preload"}, 2)},
+		{name: "header flood: undelivered 1xx count against the header limit", response: bigHint + bigHint + final,
+			noHook: true, wantErr: errResponseHeaderTooLarge},
 		{name: "unasked 101 Switching Protocols", response: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
 			wantErr: errUnaskedUpgrade},
 	}
@@ -624,12 +631,15 @@ func TestH1Informational(t *testing.T) {
 			})
 			h, _ := newH1(t, addr)
 			var got1xx []string
-			ctx := httptrace.WithClientTrace(t.Context(), &httptrace.ClientTrace{
-				Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
-					got1xx = append(got1xx, fmt.Sprintf("%d %s", code, header.Get("Link")))
-					return nil
-				},
-			})
+			ctx := t.Context()
+			if !tc.noHook {
+				ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+					Got1xxResponse: func(code int, header textproto.MIMEHeader) error {
+						got1xx = append(got1xx, fmt.Sprintf("%d %s", code, header.Get("Link")))
+						return nil
+					},
+				})
+			}
 			res, err := h.roundTrip(newReq(t, ctx, http.MethodGet, "http://"+addr+"/", ""))
 			if tc.wantErr != nil {
 				if res != nil {
@@ -736,8 +746,10 @@ func TestH1CancelReadingBody(t *testing.T) {
 		_, err := res.Body.Read(buf)
 		readErr <- err
 	}()
-	if err := recv(t, "Read to return after the cancel", readErr); err == nil {
-		t.Error("Read after the cancel returned no error")
+	// The cause, as http.Transport returns it: ReverseProxy logs a failed
+	// copy unless the error is context.Canceled.
+	if err := recv(t, "Read to return after the cancel", readErr); !errors.Is(err, errClientGone) {
+		t.Errorf("Read after the cancel: %v, want the cancel's cause", err)
 	}
 	res.Body.Close()
 	if n := idleCount(h); n != 0 {
@@ -1359,5 +1371,172 @@ func TestH1Sweep(t *testing.T) {
 				t.Errorf("upstream saw %q, want the connection closed", got)
 			}
 		})
+	}
+}
+
+// A request whose client left (or whose time ran out) before it was sent
+// is not sent at all, as with http.Transport: a POST must not run upstream
+// while the gateway answers 502, inviting the client to send it again.
+// The idle connection stays usable.
+func TestH1AlreadyCancelledIsNotSent(t *testing.T) {
+	ends := make(chan []string, 1)
+	addr := rawUpstream(t, func(c *rawConn) { report(c.ctx, ends, c.echo()) })
+	h, dials := newH1(t, addr)
+	base := "http://" + addr
+	if got := mustSend(t, h, http.MethodGet, base+"/first", ""); got != "c0 GET /first" {
+		t.Fatalf("first response %q", got)
+	}
+	ctx, cancel := context.WithCancelCause(t.Context())
+	cancel(errClientGone)
+	body := &closeRecorder{Reader: strings.NewReader("pay 100")}
+	req := newReq(t, ctx, http.MethodPost, base+"/pay", "")
+	req.Body, req.ContentLength = body, 7
+	res, err := h.roundTrip(req)
+	if res != nil {
+		res.Body.Close()
+		t.Fatalf("got a %d response for a cancelled request", res.StatusCode)
+	}
+	if !errors.Is(err, errClientGone) {
+		t.Errorf("roundTrip error %v, want the cancel's cause", err)
+	}
+	if !body.closed.Load() {
+		t.Error("the request body was not closed")
+	}
+	if got := mustSend(t, h, http.MethodGet, base+"/third", ""); got != "c0 GET /third" {
+		t.Errorf("next request %q, want it on the kept connection", got)
+	}
+	h.closeIdle()
+	if diff := cmp.Diff([]string{"GET /first", "GET /third", "closed"}, recv(t, "the connection to end", ends)); diff != "" {
+		t.Errorf("requests the upstream saw (-want +got):\n%s", diff)
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("dials = %d, want 1", n)
+	}
+}
+
+// Slow upload: a client that stops sending its (small) body while the
+// request is being written. When the route's time runs out the upstream
+// connection is closed at once, so the app is not left waiting for the rest
+// of the body until the client gives up.
+func TestH1CancelWhileClientBodyStalls(t *testing.T) {
+	got := make(chan string, 1)
+	addr := rawUpstream(t, func(c *rawConn) { report(c.ctx, got, c.next()) })
+	h, _ := newH1(t, addr)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithCancelCause(t.Context())
+	defer cancel(nil)
+	req := newReq(t, ctx, http.MethodPost, "http://"+addr+"/upload", "")
+	req.Body, req.ContentLength = pr, 10
+	done := make(chan error, 1)
+	go func() {
+		res, err := h.roundTrip(req)
+		if res != nil {
+			res.Body.Close()
+		}
+		done <- err
+	}()
+	if _, err := pw.Write([]byte("01234")); err != nil { // half the body, then silence
+		t.Fatal(err)
+	}
+	cancel(errTimeout)
+	// Cut in the headers or in the body: either way no whole request.
+	if r := recv(t, "the upstream connection to end", got); r != "closed" && r != io.ErrUnexpectedEOF.Error() {
+		t.Errorf("upstream saw %q, want the connection cut", r)
+	}
+	pw.CloseWithError(errors.New("client went away")) // lets Request.Write return
+	if err := recv(t, "roundTrip to return", done); !errors.Is(err, errTimeout) {
+		t.Errorf("roundTrip error %v, want the timeout", err)
+	}
+}
+
+// An empty method means GET, as for http.Transport.
+func TestH1EmptyMethod(t *testing.T) {
+	addr := rawUpstream(t, func(c *rawConn) { c.echo() })
+	h, _ := newH1(t, addr)
+	req := newReq(t, t.Context(), http.MethodGet, "http://"+addr+"/x", "")
+	req.Method = ""
+	res, err := h.roundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(body) != "c0 GET /x" {
+		t.Errorf("upstream saw %q, want a GET", body)
+	}
+}
+
+// Response desync with a connection that cannot be peeked at (a custom
+// dialer that wraps the connection): bytes the upstream sends while it is
+// idle must never be read as the next request's response, so such a
+// connection serves one exchange and is closed.
+func TestH1UnpeekableConnIsNotReused(t *testing.T) {
+	addr := rawUpstream(t, func(c *rawConn) {
+		if r, err := c.readReq(); err == nil {
+			c.reply(fmt.Sprintf("c%d %s", c.n, r))
+		}
+		if c.n == 0 {
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+		}
+		c.next()
+	})
+	h, dials := newH1(t, addr)
+	dial := h.dial
+	h.dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		nc, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return struct{ net.Conn }{nc}, nil // hides syscall.Conn
+	}
+	base := "http://" + addr
+	if got := mustSend(t, h, http.MethodGet, base+"/first", ""); got != "c0 GET /first" {
+		t.Fatalf("first response %q", got)
+	}
+	if n := idleCount(h); n != 0 {
+		t.Errorf("%d idle connections, want 0: an unpeekable connection is not kept", n)
+	}
+	if got := mustSend(t, h, http.MethodGet, base+"/second", ""); got != "c1 GET /second" {
+		t.Errorf("second response %q, want its own answer", got)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("dials = %d, want 2", n)
+	}
+}
+
+// A GET sent again after a stale connection, whose new connection then
+// cannot be made, may have reached the upstream on the stale one: the
+// error must not read as "never connected", which would let the pool
+// count it as such.
+func TestH1ReplayDialErrorIsNotNeverConnected(t *testing.T) {
+	addr := rawUpstream(t, func(c *rawConn) {
+		if r, err := c.readReq(); err == nil {
+			c.reply("c0 " + r)
+		}
+		c.next() // read the second request, close without an answer
+	})
+	h, dials := newH1(t, addr)
+	dial := h.dial
+	h.dial = func(ctx context.Context, network, a string) (net.Conn, error) {
+		if dials.Load() >= 1 {
+			dials.Add(1)
+			return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+		}
+		return dial(ctx, network, a)
+	}
+	base := "http://" + addr
+	if got := mustSend(t, h, http.MethodGet, base+"/first", ""); got != "c0 GET /first" {
+		t.Fatalf("first response %q", got)
+	}
+	_, err := send(t, h, http.MethodGet, base+"/second", "")
+	if err == nil {
+		t.Fatal("second request succeeded, want an error")
+	}
+	if neverConnected(err) {
+		t.Errorf("error %v reads as never connected", err)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Errorf("dials = %d, want 2 (the first, and the failed one for the replay)", n)
 	}
 }

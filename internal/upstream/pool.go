@@ -83,9 +83,12 @@ type PoolOptions struct {
 	// Transport sends the health checks, and the requests that sekisho's
 	// own HTTP/1.1 client does not take: those to https targets, upgrades
 	// (WebSocket), Expect: 100-continue, and bodies of unknown length or
-	// over 64 KiB. The own client sends the rest, on connections it dials
-	// with Transport's DialContext. It is used as given, never modified.
-	// nil means NewTransport().
+	// over 64 KiB (and every request on systems other than Unix). The own
+	// client sends the rest, on connections it dials with Transport's
+	// DialContext; Transport's other settings (Proxy, timeouts, limits,
+	// keep-alives) do not apply to those. A connection that DialContext
+	// returns without a file descriptor serves one request and is closed.
+	// It is used as given, never modified. nil means NewTransport().
 	Transport *http.Transport
 	// Now is the clock for ejection times. nil means time.Now.
 	Now func() time.Time
@@ -252,7 +255,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		dial = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	}
 	for _, t := range p.targets {
-		if t.url.Scheme == "http" {
+		if t.url.Scheme == "http" && h1Supported {
 			t.h1 = &h1Conns{addr: hostPort(t.url), dial: dial, now: time.Now}
 		}
 	}
