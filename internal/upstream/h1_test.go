@@ -209,6 +209,29 @@ func mustSend(t *testing.T, h *h1Conns, method, url, body string) string {
 	return got
 }
 
+// nextRequest checks that h holds idle connections, then that the next GET
+// of path is answered by the upstream's connection number conn (c0 is the
+// first it accepted), with conn+1 dials in all.
+func nextRequest(t *testing.T, h *h1Conns, dials *atomic.Int32, addr, path string, idle, conn int) {
+	t.Helper()
+	if n := idleCount(h); n != idle {
+		t.Fatalf("%d idle connections, want %d", n, idle)
+	}
+	if got, want := mustSend(t, h, http.MethodGet, "http://"+addr+path, ""), fmt.Sprintf("c%d GET %s", conn, path); got != want {
+		t.Errorf("next request: %q, want %q", got, want)
+	}
+	if n := dials.Load(); n != int32(conn+1) {
+		t.Errorf("dials = %d, want %d", n, conn+1)
+	}
+}
+
+// nextOnNewConn checks that h kept no connection: the next GET goes out on
+// a new one, the upstream's second.
+func nextOnNewConn(t *testing.T, h *h1Conns, dials *atomic.Int32, addr, path string) {
+	t.Helper()
+	nextRequest(t, h, dials, addr, path, 0, 1)
+}
+
 func idleCount(h *h1Conns) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -274,18 +297,10 @@ func TestH1BodyClosedEarly(t *testing.T) {
 	if err := res.Body.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	if n := idleCount(h); n != 0 {
-		t.Fatalf("%d idle connections after an unfinished body, want 0", n)
-	}
 	if diff := cmp.Diff([]string{"GET /first", "closed"}, recv(t, "the first connection to end", ends)); diff != "" {
 		t.Errorf("first connection (-want +got):\n%s", diff)
 	}
-	if got, want := mustSend(t, h, http.MethodGet, "http://"+addr+"/second", ""), "c1 GET /second"; got != want {
-		t.Errorf("next request: %q, want %q", got, want)
-	}
-	if n := dials.Load(); n != 2 {
-		t.Errorf("dials = %d, want 2", n)
-	}
+	nextOnNewConn(t, h, dials, addr, "/second")
 }
 
 // Closing the body of a stream that never ends returns at once: Close must
@@ -752,18 +767,10 @@ func TestH1CancelReadingBody(t *testing.T) {
 		t.Errorf("Read after the cancel: %v, want the cancel's cause", err)
 	}
 	res.Body.Close()
-	if n := idleCount(h); n != 0 {
-		t.Fatalf("%d idle connections, want 0", n)
-	}
 	if got := recv(t, "the first connection to end", first); got != "closed" {
 		t.Errorf("first connection saw %q, want it closed", got)
 	}
-	if got, want := mustSend(t, h, http.MethodGet, "http://"+addr+"/next", ""), "c1 GET /next"; got != want {
-		t.Errorf("next request: %q, want %q", got, want)
-	}
-	if n := dials.Load(); n != 2 {
-		t.Errorf("dials = %d, want 2", n)
-	}
+	nextOnNewConn(t, h, dials, addr, "/next")
 }
 
 // A context that ends after the body's end but before Close has put the
@@ -782,15 +789,7 @@ func TestH1CancelAfterBodyEnd(t *testing.T) {
 	}
 	cancel(errClientGone)
 	res.Body.Close()
-	if n := idleCount(h); n != 0 {
-		t.Fatalf("%d idle connections, want 0", n)
-	}
-	if got, want := mustSend(t, h, http.MethodGet, "http://"+addr+"/next", ""), "c1 GET /next"; got != want {
-		t.Errorf("next request: %q, want %q", got, want)
-	}
-	if n := dials.Load(); n != 2 {
-		t.Errorf("dials = %d, want 2", n)
-	}
+	nextOnNewConn(t, h, dials, addr, "/next")
 }
 
 // A request that would inject header lines, or whose body disagrees with
@@ -909,15 +908,7 @@ func TestH1ResponsesKeepConnection(t *testing.T) {
 			if diff := cmp.Diff([]any{tc.wantStatus, tc.wantBody, tc.wantTrailer}, got); diff != "" {
 				t.Errorf("status, body, trailer (-want +got):\n%s", diff)
 			}
-			if n := idleCount(h); n != 1 {
-				t.Errorf("%d idle connections, want 1", n)
-			}
-			if got, want := mustSend(t, h, http.MethodGet, base+"/after", ""), "c0 GET /after"; got != want {
-				t.Errorf("next request: %q, want %q", got, want)
-			}
-			if n := dials.Load(); n != 1 {
-				t.Errorf("dials = %d, want 1", n)
-			}
+			nextRequest(t, h, dials, addr, "/after", 1, 0)
 		})
 	}
 }
@@ -1024,15 +1015,7 @@ func TestH1PutDropsExpiredConn(t *testing.T) {
 	if got := recv(t, "the expired connection to be closed", ends); got != "c0 closed" {
 		t.Errorf("ended: %q, want c0 closed", got)
 	}
-	if n := idleCount(h); n != 1 {
-		t.Errorf("%d idle connections, want 1", n)
-	}
-	if got, want := mustSend(t, h, http.MethodGet, base+"/c", ""), "c1 GET /c"; got != want {
-		t.Errorf("next request: %q, want %q", got, want)
-	}
-	if n := dials.Load(); n != 2 {
-		t.Errorf("dials = %d, want 2", n)
-	}
+	nextRequest(t, h, dials, addr, "/c", 1, 1)
 }
 
 // A connection given back when maxIdlePerTarget are already idle is closed.
@@ -1184,24 +1167,7 @@ func TestH1DialError(t *testing.T) {
 func TestProxyH1AndTransport(t *testing.T) {
 	var conns atomic.Int32
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
-		defer cancel()
-		for {
-			typ, msg, err := c.Read(ctx)
-			if err == nil {
-				err = c.Write(ctx, typ, msg)
-			}
-			if err != nil {
-				return
-			}
-		}
-	})
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) { serveWSEcho(w, r) })
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %d %x", r.Method, r.URL.Path, len(b), sha256.Sum256(b))
@@ -1494,15 +1460,7 @@ func TestH1UnpeekableConnIsNotReused(t *testing.T) {
 	if got := mustSend(t, h, http.MethodGet, base+"/first", ""); got != "c0 GET /first" {
 		t.Fatalf("first response %q", got)
 	}
-	if n := idleCount(h); n != 0 {
-		t.Errorf("%d idle connections, want 0: an unpeekable connection is not kept", n)
-	}
-	if got := mustSend(t, h, http.MethodGet, base+"/second", ""); got != "c1 GET /second" {
-		t.Errorf("second response %q, want its own answer", got)
-	}
-	if n := dials.Load(); n != 2 {
-		t.Errorf("dials = %d, want 2", n)
-	}
+	nextOnNewConn(t, h, dials, addr, "/second")
 }
 
 // A GET sent again after a stale connection, whose new connection then

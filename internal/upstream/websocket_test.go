@@ -15,26 +15,33 @@ import (
 func wsEcho(t *testing.T, ended chan<- error) string {
 	t.Helper()
 	up := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			t.Errorf("upstream accept: %v", err)
-			return
-		}
-		defer c.CloseNow()
-		ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
-		defer cancel()
-		for {
-			typ, msg, err := c.Read(ctx)
-			if err == nil {
-				err = c.Write(ctx, typ, msg)
-			}
-			if err != nil {
-				ended <- err
-				return
-			}
+		if err := serveWSEcho(w, r); err != nil {
+			ended <- err
 		}
 	}))
 	return up.URL
+}
+
+// serveWSEcho accepts a WebSocket and echoes every message until the
+// connection ends, and returns how it ended; nil if the upgrade failed
+// (the client's error says why).
+func serveWSEcho(w http.ResponseWriter, r *http.Request) error {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return nil
+	}
+	defer c.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
+	defer cancel()
+	for {
+		typ, msg, err := c.Read(ctx)
+		if err == nil {
+			err = c.Write(ctx, typ, msg)
+		}
+		if err != nil {
+			return err
+		}
+	}
 }
 
 func wsURL(httpURL string) string { return "ws" + strings.TrimPrefix(httpURL, "http") + "/ws" }
