@@ -151,7 +151,7 @@ func TestSSENoBuffering(t *testing.T) {
 					return false
 				}
 			}))
-			front := newServer(t, tc.wrap(NewProxy(ProxyOptions{Pool: mustPool(t, PoolOptions{}, up.URL), Timeout: 100 * time.Millisecond})))
+			front := newServer(t, tc.wrap(NewProxy(ProxyOptions{Pool: mustPool(t, PoolOptions{}, up.URL), Timeout: 300 * time.Millisecond})))
 			ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
 			defer cancel()
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, front.URL, nil)
@@ -187,16 +187,22 @@ func TestStreamIdleTimeout(t *testing.T) {
 		}
 		return false
 	}))
+	// The idle timeout is longer than Timeout, which must not end the
+	// stream; Timeout still leaves a loaded machine time to deliver the
+	// response's header (a 504 would end the test before the stream began).
 	front := newFront(t, ProxyOptions{
 		Pool:              mustPool(t, PoolOptions{}, up.URL),
-		Timeout:           100 * time.Millisecond,
-		StreamIdleTimeout: 200 * time.Millisecond,
+		Timeout:           500 * time.Millisecond,
+		StreamIdleTimeout: time.Second,
 	})
 	res, err := front.Client().Get(front.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, want 200 (the response header did not come within Timeout)", res.StatusCode)
+	}
 	events, err := readEvents(res.Body)
 	if err != nil {
 		t.Errorf("silent stream ended with %v, want a clean end", err)

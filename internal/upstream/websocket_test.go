@@ -74,7 +74,7 @@ func TestWebSocketEcho(t *testing.T) {
 			up := wsEcho(t, ended)
 			front := newServer(t, tc.wrap(NewProxy(ProxyOptions{
 				Pool:              mustPool(t, PoolOptions{}, up),
-				Timeout:           100 * time.Millisecond,
+				Timeout:           300 * time.Millisecond,
 				StreamIdleTimeout: 5 * time.Second,
 			})))
 			testEcho(t, front.URL, ended)
@@ -82,7 +82,7 @@ func TestWebSocketEcho(t *testing.T) {
 	}
 }
 
-// testEcho echoes a message before and after the 100ms Timeout.
+// testEcho echoes a message before and after the proxy's Timeout (300ms at most).
 func testEcho(t *testing.T, frontURL string, ended <-chan error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitDeadline)
@@ -95,7 +95,7 @@ func testEcho(t *testing.T, frontURL string, ended <-chan error) {
 	}
 	defer c.CloseNow()
 	echo(t, ctx, c, "before the timeout")
-	time.Sleep(400 * time.Millisecond) // well past Timeout: a stream is not cut by it
+	time.Sleep(600 * time.Millisecond) // well past Timeout: a stream is not cut by it
 	echo(t, ctx, c, "after the timeout")
 	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		t.Errorf("close: %v", err)
