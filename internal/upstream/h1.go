@@ -224,7 +224,7 @@ func replayable(req *http.Request) bool {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
 		return true
 	}
-	return req.Header["Idempotency-Key"] != nil || req.Header["X-Idempotency-Key"] != nil
+	return hasIdempotencyKey(req.Header)
 }
 
 // get returns the connection used last, if it is still good, or dials.
@@ -241,7 +241,7 @@ func (h *h1Conns) get(ctx context.Context) (*h1Conn, bool, error) {
 		h.idle[n-1] = nil
 		h.idle = h.idle[:n-1]
 		h.mu.Unlock()
-		if h.now().Sub(c.idleSince) < idleConnTimeout && idleConnUsable(c.raw) {
+		if c.usable(h.now()) {
 			return c, true, nil
 		}
 		c.nc.Close()
@@ -256,6 +256,13 @@ func (h *h1Conns) get(ctx context.Context) (*h1Conn, bool, error) {
 		c.raw, _ = sc.SyscallConn()
 	}
 	return c, false, nil
+}
+
+// usable reports whether the idle connection c may carry a request at now:
+// it has not waited past idleConnTimeout, and the upstream has neither
+// closed it nor written to it (idleConnUsable).
+func (c *h1Conn) usable(now time.Time) bool {
+	return now.Sub(c.idleSince) < idleConnTimeout && idleConnUsable(c.raw)
 }
 
 // put keeps c for the next request, and closes the connection that has
@@ -296,7 +303,7 @@ func (h *h1Conns) sweep() {
 	h.mu.Lock()
 	kept := h.idle[:0]
 	for _, c := range h.idle {
-		if now.Sub(c.idleSince) < idleConnTimeout && idleConnUsable(c.raw) {
+		if c.usable(now) {
 			kept = append(kept, c)
 		} else {
 			drop = append(drop, c)

@@ -121,15 +121,24 @@ func (c *rawConn) reply(body string) error {
 func (c *rawConn) echo() []string {
 	var log []string
 	for {
-		r, err := c.readReq()
+		r, err := c.answer()
+		if r != "" {
+			log = append(log, r)
+		}
 		if err != nil {
 			return append(log, ending(err))
 		}
-		log = append(log, r)
-		if err := c.reply(fmt.Sprintf("c%d %s", c.n, r)); err != nil {
-			return append(log, ending(err))
-		}
 	}
+}
+
+// answer reads one request and answers it as echo does, "c<n> <request>";
+// it returns the request (see readReq), "" when none could be read.
+func (c *rawConn) answer() (string, error) {
+	r, err := c.readReq()
+	if err != nil {
+		return "", err
+	}
+	return r, c.reply(fmt.Sprintf("c%d %s", c.n, r))
 }
 
 // next reads the next request and returns it (see readReq), or "closed"
@@ -413,9 +422,7 @@ func TestH1IdleConnClosedByUpstream(t *testing.T) {
 					c.echo()
 					return
 				}
-				if r, err := c.readReq(); err == nil {
-					c.reply("c0 " + r)
-				}
+				c.answer()
 				// Close our side; a request that still comes is written
 				// on a connection the upstream has given up.
 				c.Conn.(*net.TCPConn).CloseWrite()
@@ -471,9 +478,7 @@ func TestH1StaleConnRace(t *testing.T) {
 					c.echo()
 					return
 				}
-				if r, err := c.readReq(); err == nil {
-					c.reply("c0 " + r)
-				}
+				c.answer()
 				r := c.next()
 				io.WriteString(c, tc.partial)
 				report(c.ctx, unanswered, r) // then close without (a whole) answer
@@ -1296,9 +1301,7 @@ func TestH1Sweep(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ends := make(chan string, 1)
 			addr := rawUpstream(t, func(c *rawConn) {
-				if r, err := c.readReq(); err == nil {
-					c.reply("c0 " + r)
-				}
+				c.answer()
 				if tc.upstreamEnds {
 					c.Conn.(*net.TCPConn).CloseWrite()
 				}
@@ -1439,9 +1442,7 @@ func TestH1EmptyMethod(t *testing.T) {
 // connection serves one exchange and is closed.
 func TestH1UnpeekableConnIsNotReused(t *testing.T) {
 	addr := rawUpstream(t, func(c *rawConn) {
-		if r, err := c.readReq(); err == nil {
-			c.reply(fmt.Sprintf("c%d %s", c.n, r))
-		}
+		c.answer()
 		if c.n == 0 {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
 		}
@@ -1469,9 +1470,7 @@ func TestH1UnpeekableConnIsNotReused(t *testing.T) {
 // count it as such.
 func TestH1ReplayDialErrorIsNotNeverConnected(t *testing.T) {
 	addr := rawUpstream(t, func(c *rawConn) {
-		if r, err := c.readReq(); err == nil {
-			c.reply("c0 " + r)
-		}
+		c.answer()
 		c.next() // read the second request, close without an answer
 	})
 	h, dials := newH1(t, addr)

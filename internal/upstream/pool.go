@@ -103,9 +103,8 @@ type PoolOptions struct {
 // compression (bytes pass through as the upstream sent them), and HTTP/1.1 to
 // the upstream so WebSocket upgrades work over https too.
 func NewTransport() *http.Transport {
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		DialContext:            d.DialContext,
+		DialContext:            newDialer().DialContext,
 		MaxIdleConnsPerHost:    256,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
@@ -113,6 +112,12 @@ func NewTransport() *http.Transport {
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
 		DisableCompression:     true,
 	}
+}
+
+// newDialer is how a pool dials its targets: a 10s timeout and TCP
+// keep-alive probes every 30s.
+func newDialer() *net.Dialer {
+	return &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 }
 
 // TargetStatus is a snapshot of one target, for /healthz and metrics.
@@ -252,11 +257,11 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 	}
 	dial := p.transport.DialContext
 	if dial == nil {
-		dial = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+		dial = newDialer().DialContext
 	}
 	for _, t := range p.targets {
 		if t.url.Scheme == "http" && h1Supported {
-			t.h1 = &h1Conns{addr: hostPort(t.url), dial: dial, now: time.Now}
+			t.h1 = &h1Conns{addr: httpHostPort(t.url), dial: dial, now: time.Now}
 		}
 	}
 	if p.log == nil {
@@ -300,13 +305,10 @@ func (p *Pool) CloseIdleConnections() {
 	}
 }
 
-// hostPort is u's host with the scheme's default port when it has none.
-func hostPort(u *url.URL) string {
+// httpHostPort is an http URL's host, with port 80 when it names none.
+func httpHostPort(u *url.URL) string {
 	if u.Port() != "" {
 		return u.Host
-	}
-	if u.Scheme == "https" {
-		return net.JoinHostPort(u.Hostname(), "443")
 	}
 	return net.JoinHostPort(u.Hostname(), "80")
 }

@@ -105,11 +105,14 @@ func isIdempotent(req *http.Request) bool {
 	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
 		return true
 	}
-	_, ok := req.Header["Idempotency-Key"]
-	if !ok {
-		_, ok = req.Header["X-Idempotency-Key"]
-	}
-	return ok
+	return hasIdempotencyKey(req.Header)
+}
+
+// hasIdempotencyKey reports whether h carries an Idempotency-Key (or
+// X-Idempotency-Key) header, which net/http's Transport also counts as
+// making a request safe to send twice.
+func hasIdempotencyKey(h http.Header) bool {
+	return h["Idempotency-Key"] != nil || h["X-Idempotency-Key"] != nil
 }
 
 // neverConnected reports whether err says no connection to the upstream was

@@ -18,9 +18,6 @@ import (
 
 func execLookPath(name string) (string, error) { return exec.LookPath(name) }
 
-// cpuTime is the CPU time a process has used so far: the sum of its
-// threads' schedstat run times (nanoseconds), or, where schedstat is
-// missing, utime+stime from /proc/PID/stat (in 10 ms ticks).
 // sysCalls is the number of read-like and write-like system calls the
 // process has made (syscr + syscw in /proc/PID/io).
 func sysCalls(pid int) (int64, error) {
@@ -42,6 +39,9 @@ func sysCalls(pid int) (int64, error) {
 	return n, nil
 }
 
+// cpuTime is the CPU time a process has used so far: the sum of its
+// threads' schedstat run times (nanoseconds), or, where schedstat is
+// missing, utime+stime from /proc/PID/stat (in 10 ms ticks).
 func cpuTime(pid int) (time.Duration, error) {
 	if tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid)); err == nil && len(tasks) > 0 {
 		var sum int64
