@@ -72,7 +72,7 @@ func TestRisks(t *testing.T) {
 	c, err := Parse("r.yaml", []byte(`version: 1
 listen: {address: "0.0.0.0:80", insecure_plain_http: true, trusted_proxies: ["0.0.0.0/0"]}
 pools: [{name: p, urls: ['http://127.0.0.1:1']}, {name: unused, urls: ['http://127.0.0.1:2']}]
-routes: [{name: r, host: '*', pool: p, policy: {public: true}}]
+routes: [{name: r, host: '*', pool: p, policy: {public: true}, upgrades: [websocket, spdy/3]}]
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,8 @@ routes: [{name: r, host: '*', pool: p, policy: {public: true}}]
 		t.Fatal(err)
 	}
 	got := strings.Join(c.Risks(), "\n")
-	for _, w := range []string{"r.yaml:2: listen.insecure_plain_http", "trusts every address", `route "r" is public`, `pool "unused" is not used`} {
+	for _, w := range []string{"r.yaml:2: listen.insecure_plain_http", "trusts every address", `route "r" is public`, `pool "unused" is not used`,
+		`route "r" is public on the wildcard host "*": a DNS-rebinding page`, `allows the upgrade "spdy/3"`} {
 		if !strings.Contains(got, w) {
 			t.Errorf("risks missing %q:\n%s", w, got)
 		}

@@ -27,6 +27,9 @@ const (
 	DefaultHCTimeout         = 5 * time.Second
 	DefaultHealthyThreshold  = 2
 	DefaultUnhealthyThresh   = 3
+	DefaultAuditMaxPending   = 8 << 20
+	DefaultBodyTimeout       = 30 * time.Second
+	DefaultBodyMinRate       = 1024
 )
 
 func setDur(d *Duration, v time.Duration) {
@@ -102,6 +105,8 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Assertion.Issuer, DefaultIssuer)
 	setDur(&c.Assertion.Lifetime, DefaultAssertionLifetime)
 	setStr(&c.Audit.Output, "stdout")
+	setStr(&c.Audit.OnFailure, "block")
+	setInt(&c.Audit.MaxPending, DefaultAuditMaxPending)
 	for i := range c.Pools {
 		p := &c.Pools[i]
 		setStr(&p.Balance, "round_robin")
@@ -119,6 +124,13 @@ func (c *Config) applyDefaults() {
 		setStr(&r.Path, "/")
 		setDur(&r.Timeout, DefaultRouteTimeout)
 		setDur(&r.StreamIdleTimeout, DefaultStreamIdle)
+		setDur(&r.RequestBodyTimeout, DefaultBodyTimeout)
+		if r.RequestBodyMinRate == 0 {
+			r.RequestBodyMinRate = DefaultBodyMinRate
+		}
+		if r.Upgrades == nil {
+			r.Upgrades = []string{"websocket"}
+		}
 		defaultRules(r.Rules)
 	}
 }

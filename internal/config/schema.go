@@ -38,9 +38,10 @@ var (
 
 // enums lists the fixed choices of string fields, by "Type.Field".
 var enums = map[string][]string{
-	"TLS.Mode":     {"off", "self_signed", "files", "acme"},
-	"Pool.Balance": {"round_robin", "least_requests"},
-	"Pool.Builtin": {"whoami"},
+	"TLS.Mode":        {"off", "self_signed", "files", "acme"},
+	"Pool.Balance":    {"round_robin", "least_requests"},
+	"Pool.Builtin":    {"whoami"},
+	"Audit.OnFailure": {"block", "drop_and_count"},
 }
 
 func schemaOf(t reflect.Type, docs map[string]string) map[string]any {

@@ -55,6 +55,13 @@ type Config struct {
 	Redis *Redis `yaml:"redis"`
 	// Pools are the upstream server groups routes send requests to.
 	Pools []Pool `yaml:"pools"`
+	// StripHeaders are request headers removed before forwarding, on top
+	// of the built-in list (sekisho's own headers and the identity and
+	// URL-override headers of other proxies: X-Original-URL, X-Rewrite-URL,
+	// X-Auth-Request-*, Remote-User, X-Remote-User, ...; see the README).
+	// Matched case-insensitively with '_' read as '-'; a trailing "*" makes
+	// a prefix ("X-Corp-Auth-*"). Empty (the default): the built-in list.
+	StripHeaders []string `yaml:"strip_headers"`
 	// Routes map a host and path prefix to a pool and a policy.
 	Routes []Route `yaml:"routes"`
 
@@ -250,6 +257,13 @@ type Session struct {
 	// open (rotation). Empty (the default): a key is generated into the data
 	// directory on first start.
 	Keys []secret.Ref `yaml:"keys"`
+	// SignInDomain makes the hosts under one parent domain one sign-in
+	// domain: the session cookie is set for that domain (Domain=, with the
+	// __Secure- prefix on HTTPS) and is accepted on the domain itself and
+	// on every host under it ("example.com": dify.example.com and
+	// flowise.example.com share a sign-in). Empty (the default): a cookie
+	// is bound to the one host that issued it and refused on any other.
+	SignInDomain string `yaml:"sign_in_domain"`
 }
 
 // LocalAccounts configures sign-in with sekisho's own accounts.
@@ -283,6 +297,17 @@ type Assertion struct {
 type Audit struct {
 	// Output is "stdout" (default), "stderr", or a file path (appended to).
 	Output string `yaml:"output"`
+	// OnFailure says what happens when audit lines cannot be written (disk
+	// full, a closed pipe) and the bounded buffer of unwritten lines
+	// (MaxPending) is full: "block" (the default) makes requests wait until
+	// the lines can be written, so no decision is ever lost; "drop_and_count"
+	// drops new lines, counting each on stderr and in the
+	// sekisho_audit_dropped_lines_total metric. Either way the writer keeps
+	// retrying and /.sekisho/healthz reports unhealthy while lines wait.
+	OnFailure string `yaml:"on_failure"`
+	// MaxPending is how many bytes of unwritten lines are kept while the
+	// output fails. Default 8388608 (8 MiB).
+	MaxPending int `yaml:"max_pending"`
 }
 
 // Admin configures the admin listener.
@@ -352,6 +377,26 @@ type Route struct {
 	// PreserveHost sends the client's Host header upstream. Default false:
 	// the upstream URL's host (X-Forwarded-Host carries the client's).
 	PreserveHost bool `yaml:"preserve_host"`
+	// Upgrades are the protocols a client may switch to through this route
+	// with an Upgrade header, compared case-insensitively. Default
+	// ["websocket"]. "h2c" is refused: it would let an upstream serve
+	// requests inside the upgraded connection that sekisho never sees.
+	Upgrades []string `yaml:"upgrades"`
+	// AllowedOrigins are the origins ("https://app.example.com") a browser
+	// request may come from: a request whose Origin header names another
+	// origin is refused with 403 (DNS-rebinding and cross-site protection).
+	// The route's own origin (scheme and Host of the request) is always
+	// allowed; a request without Origin is unaffected. Empty (the default):
+	// no Origin check.
+	AllowedOrigins []string `yaml:"allowed_origins"`
+	// RequestBodyTimeout bounds how long the client may take to send a
+	// request body: it must arrive within this long plus one second for
+	// every RequestBodyMinRate bytes received, else the request ends with 408
+	// and the upstream connection is closed. Default "30s"; "-1s": no limit.
+	RequestBodyTimeout Duration `yaml:"request_body_timeout"`
+	// RequestBodyMinRate is the slowest upload rate allowed once
+	// RequestBodyTimeout has passed, in bytes per second. Default 1024.
+	RequestBodyMinRate int64 `yaml:"request_body_min_rate"`
 	// Policy says who may use the route. Required: a route without a
 	// policy is a config error (deny by default).
 	Policy *Policy `yaml:"policy"`

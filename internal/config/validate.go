@@ -132,6 +132,19 @@ func (c *Config) validateSession(p *problems) {
 			p.add([]any{"audit", "output"}, "audit.output %q: want stdout, stderr or a file path (absolute, or starting with ./)", c.Audit.Output)
 		}
 	}
+	switch c.Audit.OnFailure {
+	case "block", "drop_and_count":
+	default:
+		p.add([]any{"audit", "on_failure"}, "audit.on_failure %q: want block or drop_and_count", c.Audit.OnFailure)
+	}
+	if c.Audit.MaxPending < 64<<10 {
+		p.add([]any{"audit", "max_pending"}, "audit.max_pending %d is below the minimum 65536 bytes", c.Audit.MaxPending)
+	}
+	if d := s.SignInDomain; d != "" {
+		if strings.HasPrefix(d, ".") || strings.HasPrefix(d, "*") || !validDNSName(d) || !strings.Contains(d, ".") {
+			p.add([]any{"session", "sign_in_domain"}, "session.sign_in_domain %q is not a parent domain name (write example.com: no leading dot or wildcard, at least two labels)", d)
+		}
+	}
 }
 
 func (c *Config) validateAdmin(p *problems) {
@@ -387,6 +400,22 @@ func (c *Config) validateRoutes(p *problems, pools, issuers map[string]bool) {
 			p.add(at(), "%s: timeout and stream_idle_timeout must be above zero", label)
 		}
 		c.validatePolicy(p, at, label, r.Policy)
+		for j, u := range r.Upgrades {
+			switch {
+			case strings.EqualFold(u, "h2c"):
+				p.add(at("upgrades", j), "%s: upgrades[%d] \"h2c\" is refused: an upstream that switches to cleartext HTTP/2 would serve requests inside the connection that sekisho never checks", label, j)
+			case !tokenRE.MatchString(u):
+				p.add(at("upgrades", j), "%s: upgrades[%d] %q is not a protocol name (an HTTP token such as websocket, optionally /version)", label, j, u)
+			}
+		}
+		for j, o := range r.AllowedOrigins {
+			if err := checkOrigin(o); err != nil {
+				p.add(at("allowed_origins", j), "%s: allowed_origins[%d] %q %v", label, j, o, err)
+			}
+		}
+		if r.RequestBodyMinRate < 0 {
+			p.add(at("request_body_min_rate"), "%s: request_body_min_rate %d is negative (bytes per second)", label, r.RequestBodyMinRate)
+		}
 		for j, n := range r.Auth.BearerIssuers {
 			if !issuers[n] {
 				p.add(at("auth", "bearer_issuers", j), "%s: auth.bearer_issuers[%d] %q is not defined under bearer_issuers:", label, j, n)
@@ -468,6 +497,29 @@ func checkRoutePath(pth string) error {
 }
 
 var dnsLabelRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$`)
+
+// tokenRE is a protocol in an Upgrade header (RFC 9110 section 7.8): an
+// HTTP token, optionally "/" and a version token.
+var tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+(/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?$")
+
+// checkOrigin accepts a serialised origin: scheme "http" or "https", a
+// host, an optional port, and nothing else ("https://app.example.com").
+func checkOrigin(o string) error {
+	u, err := url.Parse(o)
+	switch {
+	case err != nil:
+		return errors.New("is not a URL")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must start with https:// or http://")
+	case u.Host == "" || u.User != nil:
+		return errors.New("must name a host and nothing before it")
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return errors.New("must be an origin only: no path, query or fragment (https://app.example.com)")
+	case strings.ToLower(o) != o:
+		return errors.New("must be lower case, as browsers send it")
+	}
+	return nil
+}
 
 func validDNSName(s string) bool {
 	if s == "" || len(s) > 253 {
@@ -557,6 +609,14 @@ func (c *Config) Risks() []string {
 		used[rt.Pool] = true
 		if rt.Policy != nil && rt.Policy.Public {
 			r = append(r, fmt.Sprintf("%s: route %q is public: anyone can reach it without signing in", c.pos("routes", i, "policy"), rt.Name))
+			if strings.HasPrefix(rt.Host, "*") && len(rt.AllowedOrigins) == 0 {
+				r = append(r, fmt.Sprintf("%s: route %q is public on the wildcard host %q: a DNS-rebinding page can reach it from a victim's browser under any name, and the app's own localhost check sees the upstream's address; name the host, or list allowed_origins", c.pos("routes", i, "host"), rt.Name, rt.Host))
+			}
+		}
+		for j, u := range rt.Upgrades {
+			if !strings.EqualFold(u, "websocket") {
+				r = append(r, fmt.Sprintf("%s: route %q allows the upgrade %q: the upstream serves whatever flows inside it unchecked", c.pos("routes", i, "upgrades", j), rt.Name, u))
+			}
 		}
 	}
 	for i, pl := range c.Pools {
