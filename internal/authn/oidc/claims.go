@@ -112,15 +112,17 @@ func groupsAt(m map[string]any, path string) ([]string, error) {
 }
 
 // identityFor maps verified claims to the session identity (see the package
-// documentation for the rules).
+// documentation for the rules): the email claim is the user only when it is
+// verified and exactly one plain address (emailAddress), else the user is
+// "<provider>:<sub>" and Email is empty.
 func identityFor(p ProviderOptions, c claims, now time.Time) identity.Identity {
 	id := identity.Identity{Kind: identity.Session, Provider: p.Name, AuthTime: c.AuthTime}
 	if id.AuthTime.IsZero() {
 		id.AuthTime = now
 	}
-	if c.Email != "" && (c.EmailVerified || p.InsecureTrustUnverifiedEmail) {
-		id.Email = strings.ToLower(c.Email)
-		id.User = id.Email
+	if email, ok := emailAddress(c.Email); ok && (c.EmailVerified || p.InsecureTrustUnverifiedEmail) {
+		id.Email = email
+		id.User = email
 	} else {
 		id.User = p.Name + ":" + c.Subject
 	}

@@ -29,9 +29,14 @@
 // The session's User is the email address when the ID token says it is
 // verified (email_verified true; or always, with the loud
 // ProviderOptions.InsecureTrustUnverifiedEmail, for providers such as Entra
-// ID that do not send email_verified), and otherwise "<provider>:<sub>",
-// which cannot collide with a local account name (those have no ':').
-// Email is set only when verified. Provider is the configured name,
+// ID that do not send email_verified) and the claim is exactly one plain
+// ASCII address: one @, a dot-atom local part, a domain of at least two DNS
+// labels; no display name ("Alice <a@example.com>"), quotes, comments,
+// spaces, domain literal or trailing dot. Otherwise it is "<provider>:<sub>",
+// which cannot collide with a local account name (those have no ':'): an
+// email claim "alice" never passes for the local account alice. The address
+// is lower-cased whole (policies compare emails and domains without case).
+// Email is set only when it is the user. Provider is the configured name,
 // AuthTime the token's auth_time (or the time of the callback if absent).
 // Policies match Email, Domains (of Email) and Groups.
 //

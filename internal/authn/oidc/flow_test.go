@@ -44,6 +44,8 @@ func TestRealProviderSignIn(t *testing.T) {
 			wantUser: "alice@example.com", wantEmail: "alice@example.com", wantGroups: []string{"dev"}},
 		{name: "unverified email is not trusted", groupsClaim: "groups", user: "bob", pw: "bob-pw",
 			wantUser: "test:bob", wantEmail: ""},
+		{name: "email that is not an address cannot impersonate a local account", groupsClaim: "groups", user: "carol", pw: "carol-pw",
+			wantUser: "test:carol", wantEmail: ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := newGateway(t)

@@ -333,6 +333,10 @@ func (h *Handler) checkToken(p *provider, idt idToken, fs flowState) (identity.I
 	if err != nil {
 		return identity.Identity{}, err
 	}
+	if _, ok := emailAddress(c.Email); c.Email != "" && !ok {
+		h.log.Warn("email claim is not one plain address: ignored, the user is provider:sub",
+			"provider", p.opts.Name, "sub", safeText(c.Subject), "email", strconv.Quote(safeText(c.Email)))
+	}
 	if subtle.ConstantTimeCompare([]byte(c.Nonce), []byte(fs.Nonce)) != 1 {
 		return identity.Identity{}, errors.New("ID token nonce does not match the sign-in flow's")
 	}

@@ -88,6 +88,7 @@ var testUsers = []opUser{
 	{Username: "alice", Password: "alice-pw", Email: "alice@example.com", EmailVerified: true, Groups: []string{"admins", "dev"},
 		Claims: map[string]any{"realm_access": map[string]any{"roles": []string{"app-user"}}, "https://example.com/team": "blue"}},
 	{Username: "bob", Password: "bob-pw", Email: "bob@example.com", EmailVerified: false},
+	{Username: "carol", Password: "carol-pw", Email: "alice", EmailVerified: true}, // a user name in the email claim
 }
 
 // startRealOP starts the provider for the gateway g on port (0: any).
