@@ -12,7 +12,7 @@ import (
 
 // verdictMessage is every Message Inspect can produce: built from rule
 // ids and group names only, so no request byte can reach the audit log.
-var verdictMessage = regexp.MustCompile(`^WAF (anomaly score reached the threshold \([a-z-]+(, [a-z-]+)*\)|could not parse the request body|found an invalid encoding in the request|refused an oversized request target or headers|rule [0-9]+ denied the ([a-z-]+(, [a-z-]+)*|request))$`)
+var verdictMessage = regexp.MustCompile(`^WAF (anomaly score reached the threshold \([a-z-]+(, [a-z-]+)*\)|could not parse the request body|found an invalid encoding in the request|refused an oversized request target or headers|refused an Expect header other than 100-continue|rule [0-9]+ denied the ([a-z-]+(, [a-z-]+)*|request))$`)
 
 // FuzzInspect feeds attacker-controlled query, header, cookie and body
 // bytes through the base WAF and checks what must hold for any input: no
@@ -47,6 +47,12 @@ func FuzzInspect(f *testing.F) {
 		}
 		if !slices.IsSorted(v.RuleIDs) || len(slices.Compact(slices.Clone(v.RuleIDs))) != len(v.RuleIDs) {
 			t.Fatalf("rule ids not sorted and unique: %v", v.RuleIDs)
+		}
+		if !v.Matched && v.Score != 0 {
+			t.Fatalf("score %d on a request that passed", v.Score)
+		}
+		if slices.ContainsFunc(v.RuleIDs, scoringMachinery) {
+			t.Fatalf("rule ids %v name the scoring machinery, which no operator can disable", v.RuleIDs)
 		}
 		if v.Matched && !verdictMessage.MatchString(v.Message) {
 			t.Fatalf("message %q is not one the WAF composes", v.Message)

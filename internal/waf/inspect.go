@@ -15,6 +15,7 @@ import (
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
 	"github.com/corazawaf/coraza/v3/experimental"
+	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
 	"github.com/corazawaf/coraza/v3/types"
 
 	"github.com/sekisho/sekisho/internal/reqinfo"
@@ -26,6 +27,10 @@ const (
 	RuleOversizedURI = 200010
 	// RuleOversizedHeaders denies headers larger than MaxHeaderBytes.
 	RuleOversizedHeaders = 200011
+	// RuleBadExpect denies an Expect header whose value is not exactly
+	// "100-continue" (any case), in place of the CRS's refusing every
+	// Expect (see defaults.go).
+	RuleBadExpect = 200012
 )
 
 // WAF is a compiled CRS rule set. It is safe for concurrent use; each
@@ -35,6 +40,7 @@ type WAF struct {
 	bodyLimit int64
 	maxURI    int
 	maxHeader int
+	paranoia  int
 	logger    *slog.Logger
 	rules     int
 }
@@ -74,7 +80,8 @@ func New(o Options) (*WAF, error) {
 	}
 	o.Logger.Info("waf compiled", "component", "waf", "rules", n, "groups", strings.Join(o.Groups, ","),
 		"paranoia", o.Paranoia, "anomaly_threshold", o.AnomalyThreshold, "parse_json", o.ParseJSON, "body_limit", o.BodyLimit)
-	return &WAF{waf: w, bodyLimit: o.BodyLimit, maxURI: o.MaxURILength, maxHeader: o.MaxHeaderBytes, logger: o.Logger, rules: n}, nil
+	return &WAF{waf: w, bodyLimit: o.BodyLimit, maxURI: o.MaxURILength, maxHeader: o.MaxHeaderBytes,
+		paranoia: o.Paranoia, logger: o.Logger, rules: n}, nil
 }
 
 // RulesCount is how many rules the compiled set holds.
@@ -207,23 +214,52 @@ type restoredBody struct {
 // Close closes the original body.
 func (b *restoredBody) Close() error { return b.closer.Close() }
 
-// verdict turns an interruption into a Verdict naming the scoring rules.
+// verdict turns an interruption into a Verdict naming the rules that
+// scored (or denied outright) and the score they reached.
 func (w *WAF) verdict(tx types.Transaction, it *types.Interruption) Verdict {
 	ids := []int{}
 	for _, m := range tx.MatchedRules() {
 		md := m.Rule()
 		// Rules without a severity are CRS bookkeeping (setvar, skips).
-		if md.Severity() == types.RuleSeverityUnset || md.ID() == 0 {
+		if md.Severity() == types.RuleSeverityUnset || md.ID() == 0 || scoringMachinery(md.ID()) {
 			continue
 		}
 		ids = append(ids, md.ID())
 	}
-	if it.RuleID != 0 {
+	if it.RuleID != 0 && (!scoringMachinery(it.RuleID) || len(ids) == 0) {
 		ids = append(ids, it.RuleID)
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
-	return Verdict{Matched: true, RuleIDs: ids, Message: message(ids, it.RuleID)}
+	return Verdict{Matched: true, RuleIDs: ids, Score: w.score(tx), Message: message(ids, it.RuleID)}
+}
+
+// scoringMachinery reports whether id is one of the CRS rules that add the
+// scores up and deny (949xxx) or correlate them for the log (980xxx): they
+// fire because other rules matched, and cannot be disabled.
+func scoringMachinery(id int) bool {
+	return id >= 949000 && id < 950000 || id >= 980000 && id < 981000
+}
+
+// score is the inbound anomaly score the rules have added up so far at the
+// blocking paranoia level: the CRS keeps one sum per level
+// (tx.inbound_anomaly_score_pl1 ... pl4) and the blocking evaluation adds
+// those up to tx.blocking_paranoia_level.
+func (w *WAF) score(tx types.Transaction) int {
+	st, ok := tx.(plugintypes.TransactionState)
+	if !ok {
+		return 0
+	}
+	vars := st.Variables().TX()
+	total := 0
+	for pl := 1; pl <= w.paranoia; pl++ {
+		for _, s := range vars.Get("inbound_anomaly_score_pl" + strconv.Itoa(pl)) {
+			if n, err := strconv.Atoi(s); err == nil {
+				total += n
+			}
+		}
+	}
+	return total
 }
 
 // message is a short summary of ids built only from the rule ids, never
@@ -249,6 +285,8 @@ func message(ids []int, by int) string {
 		return "WAF found an invalid encoding in the request"
 	case "size":
 		return "WAF refused an oversized request target or headers"
+	case "expect":
+		return "WAF refused an Expect header other than 100-continue"
 	default:
 		return fmt.Sprintf("WAF rule %d denied the %s", by, what)
 	}

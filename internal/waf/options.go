@@ -144,6 +144,8 @@ func groupOf(id int) string {
 		return "encoding"
 	case id == RuleOversizedURI || id == RuleOversizedHeaders:
 		return "size"
+	case id == RuleBadExpect:
+		return "expect"
 	case id >= 949000 && id < 950000:
 		return "anomaly-score"
 	case id >= 911000 && id < 912000, id >= 920000 && id < 921000, id >= 922000 && id < 923000:
@@ -309,6 +311,10 @@ func (o Options) directives() string {
 	line(`SecAction "id:900000,phase:1,pass,t:none,nolog,setvar:tx.blocking_paranoia_level=%d"`, o.Paranoia)
 	line(`SecAction "id:900110,phase:1,pass,t:none,nolog,setvar:tx.inbound_anomaly_score_threshold=%d,setvar:tx.outbound_anomaly_score_threshold=4"`, o.AnomalyThreshold)
 	line(`SecAction "id:900950,phase:1,pass,t:none,nolog,setvar:tx.crs_validate_utf8_encoding=1"`)
+	// Departures from the CRS defaults for ordinary clients (defaults.go).
+	line(`SecAction "id:900200,phase:1,pass,t:none,nolog,setvar:'tx.allowed_methods=%s'"`, allowedMethods)
+	line(`SecAction "id:900250,phase:1,pass,t:none,nolog,setvar:'tx.restricted_headers_basic=%s'"`, restrictedHeadersBasic)
+	line(`SecRule REQUEST_HEADERS:Expect "!@rx ^100-continue$" "id:%d,phase:1,t:none,t:lowercase,log,deny,status:417,msg:'Expect header other than 100-continue.',severity:2"`, RuleBadExpect)
 	for _, f := range alwaysBefore {
 		line("Include %s%s", crsDir, f)
 	}

@@ -113,6 +113,7 @@ func TestVerdictMessage(t *testing.T) {
 		{"body", []int{200002}, 200002, "WAF could not parse the request body"},
 		{"encoding", []int{200004}, 200004, "WAF found an invalid encoding in the request"},
 		{"other", []int{913100}, 913100, "WAF rule 913100 denied the scanner-detection"},
+		{"expect", []int{RuleBadExpect}, RuleBadExpect, "WAF refused an Expect header other than 100-continue"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,10 @@
 // inbound anomaly score, and the request is denied once the score reaches the
 // threshold. The rule engine (internal/rules) calls it through Inspector.
 //
+// The CRS defaults are kept except where they refuse ordinary clients:
+// Expect: 100-continue and the PUT, PATCH and DELETE methods are allowed
+// (defaults.go says why and what still guards them).
+//
 // Cost: the rules are regular expressions run by Go's regexp, CPU-bound and
 // roughly linear in the bytes inspected (about 20 µs per byte at paranoia 1
 // with every group; rce and sqli are the dearest groups). A 1 KiB chat POST
@@ -20,9 +24,21 @@ type Verdict struct {
 	// reached the threshold, or a body the WAF was asked to parse could not
 	// be parsed (rule 200002).
 	Matched bool
-	// RuleIDs are the CRS rules that matched and scored, deduplicated and
-	// sorted, the blocking-evaluation rule (949110) included when it fired.
+	// RuleIDs are the rules that denied the request, sorted and without
+	// duplicates: the CRS rules that matched and added to the anomaly
+	// score, and sekisho's own rule (2000xx) when one denied outright.
+	// These are the ids DisabledRules takes. The scoring machinery's own
+	// rules are left out: the blocking evaluation (949xxx), which only adds
+	// the scores up and denies, and the correlation rules (980xxx), which
+	// only log. Empty when Matched is false.
 	RuleIDs []int
+	// Score is the request's inbound anomaly score at the blocking paranoia
+	// level when it was denied (5 per critical match, 4 error, 3 warning,
+	// 2 notice; denied from AnomalyThreshold on). It is what the scoring
+	// rules had added up when inspection stopped, so it can be below the
+	// threshold when a sekisho rule (2000xx) denied outright. 0 when
+	// Matched is false.
+	Score int
 	// Message is short and never echoes request data: it goes to the audit
 	// log. Empty when Matched is false.
 	Message string
