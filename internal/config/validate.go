@@ -44,6 +44,11 @@ func (c *Config) Validate() error {
 	issuers := c.validateIssuers(p)
 	c.validateOIDC(p)
 	c.validateRoutes(p, pools, issuers)
+	for i, h := range c.StripHeaders {
+		if name, _ := strings.CutSuffix(h, "*"); !headerNameRE.MatchString(name) {
+			p.add([]any{"strip_headers", i}, "strip_headers[%d] %q is not a header name (an HTTP token, optionally ending in * for a prefix)", i, h)
+		}
+	}
 	return errors.Join(p.errs...)
 }
 
@@ -501,6 +506,9 @@ var dnsLabelRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])
 // tokenRE is a protocol in an Upgrade header (RFC 9110 section 7.8): an
 // HTTP token, optionally "/" and a version token.
 var tokenRE = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+(/[!#$%&'*+.^_`|~0-9A-Za-z-]+)?$")
+
+// headerNameRE is an HTTP header name (a token).
+var headerNameRE = regexp.MustCompile("^[!#$%&'+.^_`|~0-9A-Za-z-]+$")
 
 // checkOrigin accepts a serialised origin: scheme "http" or "https", a
 // host, an optional port, and nothing else ("https://app.example.com").

@@ -16,6 +16,12 @@
 //     may decode it and see a different path ("/api%2F..%2Fadmin") than the
 //     one sekisho matched.
 //   - A raw backslash is an error: some servers read it as a separator.
+//   - A semicolon, raw or encoded ("%3B"), is an error. Servlet containers
+//     (Tomcat, Jetty, Undertow) and Spring cut path parameters out of each
+//     segment, so "/public/..;/admin" is "/public/..;" to sekisho but
+//     "/admin" to them, and a segment "a;b" is "a"; some decode "%3B" first
+//     and do the same. With no ';' at all, the path sekisho matches, the
+//     path an API key is scoped to and the path the app reads are one path.
 //   - A control character (U+0000-U+001F, U+007F-U+009F), raw or encoded, is
 //     an error; so is "%" not followed by two hex digits.
 //   - The decoded path must be valid UTF-8: overlong forms such as "%C0%AE"
@@ -51,6 +57,7 @@ var (
 	ErrEncodedSlash     = errors.New(`encoded slash "%2F" in path`)
 	ErrEncodedBackslash = errors.New(`encoded backslash "%5C" in path`)
 	ErrBackslash        = errors.New(`backslash in path`)
+	ErrSemicolon        = errors.New(`semicolon in path (path parameters are refused: servlet containers read "/a/..;/b" as "/b")`)
 	ErrControl          = errors.New("control character in path")
 	ErrBadEscape        = errors.New("invalid percent-encoding in path")
 	ErrInvalidUTF8      = errors.New("path is not valid UTF-8 after decoding")
@@ -112,10 +119,11 @@ func isNormal(p string) bool {
 	return true
 }
 
-// rawOK is keepRaw as a table, for the fast path.
+// rawOK is keepRaw as a table, for the fast path; ';' is sent to the slow
+// path, which refuses it.
 var rawOK = func() (t [256]bool) {
 	for c := range 256 {
-		t[c] = keepRaw(byte(c))
+		t[c] = keepRaw(byte(c)) && c != ';'
 	}
 	return t
 }()
@@ -192,6 +200,8 @@ func normalizeSlow(p string) (string, string, error) {
 					return fail(ErrEncodedSlash, j)
 				case d == '\\':
 					return fail(ErrEncodedBackslash, j)
+				case d == ';':
+					return fail(ErrSemicolon, j)
 				case d < 0x20 || d == 0x7f:
 					return fail(ErrControl, j)
 				case isUnreserved(d):
@@ -204,6 +214,8 @@ func normalizeSlow(p string) (string, string, error) {
 				j += 2
 			case c == '\\':
 				return fail(ErrBackslash, j)
+			case c == ';':
+				return fail(ErrSemicolon, j)
 			case c < 0x20 || c == 0x7f:
 				return fail(ErrControl, j)
 			case keepRaw(c):

@@ -1,7 +1,9 @@
 package route
 
 import (
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -36,12 +38,93 @@ func owned(name string) bool {
 	return false
 }
 
-// ownedPrefixes and ownedNames are lower case, with '-' (see owned).
+// ownedPrefixes and ownedNames are lower case, with '-' (see owned). Besides
+// sekisho's own headers they hold the identity, client-address and
+// URL-override headers that other proxies set and that apps behind them
+// trust: a client must never be able to send them through sekisho. The
+// README lists them ("What the app receives"); keep the two in step.
 var (
-	ownedPrefixes = []string{"x-sekisho-", "x-forwarded-"}
-	ownedNames    = []string{"forwarded", "x-real-ip", "x-request-id", "x-client-ip", "true-client-ip", "x-original-forwarded-for",
-		"x-goog-authenticated-user-email", "x-goog-authenticated-user-id", "x-goog-iap-jwt-assertion"}
+	ownedPrefixes = []string{
+		"x-sekisho-", "x-forwarded-", // sekisho's own; X-Forwarded-User/-Email/-Groups (oauth2-proxy) too
+		"x-auth-request-",       // oauth2-proxy, nginx auth_request
+		"x-authentik-",          // authentik
+		"x-pomerium-",           // Pomerium
+		"cf-access-",            // Cloudflare Access
+		"x-amzn-oidc-",          // AWS ALB
+		"x-ms-client-principal", // Azure App Service authentication
+		"x-ms-token-",           // Azure App Service authentication
+		"x-goog-authenticated-", // Google IAP
+		"x-webauth-",            // Grafana's and others' auth proxy mode
+	}
+	ownedNames = []string{
+		"forwarded", "x-real-ip", "x-request-id", "x-client-ip", "true-client-ip", "x-original-forwarded-for",
+		"client-ip", "x-cluster-client-ip", "x-originating-ip", "x-remote-ip", "x-remote-addr", "cf-connecting-ip", "cf-connecting-ipv6", "fastly-client-ip",
+		"x-goog-iap-jwt-assertion", "x-serverless-authorization",
+		// Authelia, Apache mod_auth and generic header sign-in.
+		"remote-user", "remote-groups", "remote-name", "remote-email",
+		"x-remote-user", "x-remote-group", "x-remote-groups", "x-remote-email", "x-user", "x-email", "x-user-email", "x-username",
+		"gap-auth", "gap-signature", // oauth2-proxy's older names
+		// URL and method overrides (IIS, Symfony, Laravel, Zend; Rails,
+		// Express method-override): the app would serve another path or
+		// method than the one sekisho matched, scoped and checked.
+		"x-original-url", "x-rewrite-url", "x-original-uri", "x-original-host", "x-host", "x-http-host-override",
+		"x-http-method-override", "x-http-method", "x-method-override",
+	}
 )
+
+// StripList holds the request headers a config adds to the built-in list
+// (config strip_headers): exact names and, written with a trailing "*",
+// prefixes. Names compare as owned compares them. The zero value strips
+// nothing more.
+type StripList struct {
+	names, prefixes []string
+}
+
+// NewStripList compiles config strip_headers entries. An entry is an HTTP
+// header name (RFC 9110 token characters), optionally ending in "*".
+func NewStripList(entries []string) (StripList, error) {
+	var l StripList
+	for i, e := range entries {
+		name, prefix := strings.CutSuffix(e, "*")
+		if name == "" || !validToken(name) {
+			return StripList{}, fmt.Errorf("strip_headers[%d] %q is not a header name (letters, digits and !#$%%&'*+-.^_`|~, optionally ending in *)", i, e)
+		}
+		folded := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
+		if prefix {
+			l.prefixes = append(l.prefixes, folded)
+		} else {
+			l.names = append(l.names, folded)
+		}
+	}
+	return l, nil
+}
+
+func validToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func (l *StripList) match(name string) bool {
+	for _, p := range l.prefixes {
+		if len(name) >= len(p) && foldEqual(name[:len(p)], p) {
+			return true
+		}
+	}
+	for _, n := range l.names {
+		if len(name) == len(n) && foldEqual(name, n) {
+			return true
+		}
+	}
+	return false
+}
 
 // foldEqual reports whether name equals want (lower case, same length)
 // with ASCII letters compared case-insensitively and '_' read as '-'.
@@ -61,17 +144,62 @@ func foldEqual(name, want string) bool {
 	return true
 }
 
-// stripOwned deletes every sekisho-owned header from h.
-func stripOwned(h http.Header) {
+// stripOwned deletes every sekisho-owned header from h, and those extra
+// lists.
+func stripOwned(h http.Header, extra *StripList) {
 	for k := range h {
-		if owned(k) {
+		if owned(k) || extra.match(k) {
 			delete(h, k)
 		}
 	}
 }
 
-// stripCookies removes the named cookies (sekisho's session and CSRF
-// cookies) from the Cookie header(s), so the app never sees the gateway's
+// ownCookie reports whether a cookie name lies in sekisho's namespace: a
+// name that starts with "sekisho", after an optional "__Host-" or
+// "__Secure-" prefix, compared case-insensitively (browsers compare the
+// prefixes so). Session, CSRF and OIDC flow cookies all do.
+func ownCookie(name string) bool {
+	for _, p := range [...]string{"__host-", "__secure-"} {
+		if len(name) >= len(p) && strings.EqualFold(name[:len(p)], p) {
+			name = name[len(p):]
+			break
+		}
+	}
+	const own = "sekisho"
+	return len(name) >= len(own) && strings.EqualFold(name[:len(own)], own)
+}
+
+// stripSetCookies removes from an upstream response every Set-Cookie for
+// a cookie in sekisho's namespace (ownCookie) or named in extra, so an app
+// can never set, replace or clear the gateway's session in the browser
+// (session fixation across routes). It returns how many it removed.
+func stripSetCookies(h http.Header, extra []string) int {
+	lines := h["Set-Cookie"]
+	if len(lines) == 0 {
+		return 0
+	}
+	kept := lines[:0:0]
+	for _, line := range lines {
+		name, _, _ := strings.Cut(line, "=")
+		name = strings.TrimSpace(name)
+		if ownCookie(name) || slices.Contains(extra, name) {
+			continue
+		}
+		kept = append(kept, line)
+	}
+	n := len(lines) - len(kept)
+	switch {
+	case n == 0:
+	case len(kept) == 0:
+		delete(h, "Set-Cookie")
+	default:
+		h["Set-Cookie"] = kept
+	}
+	return n
+}
+
+// stripCookies removes sekisho's cookies (ownCookie, and the names given)
+// from the Cookie header(s), so the app never sees the gateway's
 // credential. Other cookies pass untouched and in order.
 func stripCookies(h http.Header, names ...string) {
 	lines := h.Values("Cookie")
@@ -87,7 +215,7 @@ func stripCookies(h http.Header, names ...string) {
 				continue
 			}
 			name, _, _ := strings.Cut(p, "=")
-			drop := false
+			drop := ownCookie(strings.TrimSpace(name))
 			for _, n := range names {
 				if strings.TrimSpace(name) == n {
 					drop = true

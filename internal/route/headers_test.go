@@ -45,13 +45,14 @@ func TestStripCookies(t *testing.T) {
 		{"only_session", []string{"sekisho=abc"}, nil},
 		{"http2_split_headers", []string{"a=1", "__Host-sekisho=x", "b=2"}, []string{"a=1; b=2"}},
 		{"csrf_removed", []string{"sekisho-csrf=t; a=1"}, []string{"a=1"}},
-		{"lookalike_kept", []string{"sekisho2=1; my_sekisho=2"}, []string{"sekisho2=1; my_sekisho=2"}},
+		{"namespace_removed_lookalike_kept", []string{"sekisho2=1; my_sekisho=2; __Secure-Sekisho-x=3"}, []string{"my_sekisho=2"}},
+		{"oidc_flow_cookie_removed", []string{"__Host-sekisho-oidc-abcdefabcdef=v; a=1"}, []string{"a=1"}},
 		{"untouched_when_absent", []string{"a=1;b=2"}, []string{"a=1;b=2"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h := http.Header{"Cookie": tc.in}
-			stripCookies(h, "sekisho", "__Host-sekisho", "sekisho-csrf")
+			stripCookies(h)
 			if diff := cmp.Diff(tc.want, h.Values("Cookie")); diff != "" {
 				t.Errorf("Cookie (-want +got):\n%s", diff)
 			}
@@ -71,13 +72,16 @@ func TestHeaderSafe(t *testing.T) {
 func FuzzStripCookies(f *testing.F) {
 	f.Add("a=1; sekisho=2; b=3")
 	f.Add("sekisho=; ;;=; sekisho")
+	f.Add("__HOST-Sekisho=1; __Secure-sekisho-oidc-abc=2; x=3")
 	f.Fuzz(func(t *testing.T, line string) {
 		h := http.Header{"Cookie": {line}}
-		stripCookies(h, "sekisho")
+		stripCookies(h, "custom-session")
 		for _, v := range h.Values("Cookie") {
 			for _, part := range strings.Split(v, ";") {
 				name, _, _ := strings.Cut(strings.TrimSpace(part), "=")
-				if strings.TrimSpace(name) == "sekisho" {
+				name = strings.TrimSpace(name)
+				l := strings.TrimPrefix(strings.TrimPrefix(strings.ToLower(name), "__host-"), "__secure-")
+				if strings.HasPrefix(l, "sekisho") || name == "custom-session" {
 					t.Fatalf("session cookie survived in %q", v)
 				}
 			}
@@ -112,7 +116,10 @@ func FuzzOwned(f *testing.F) {
 			}
 		}
 		n := strings.ToLower(strings.ReplaceAll(name, "_", "-"))
-		want := strings.HasPrefix(n, "x-sekisho-") || strings.HasPrefix(n, "x-forwarded-")
+		want := false
+		for _, p := range ownedPrefixes {
+			want = want || strings.HasPrefix(n, p)
+		}
 		for _, o := range ownedNames {
 			want = want || n == o
 		}
@@ -120,4 +127,69 @@ func FuzzOwned(f *testing.F) {
 			t.Errorf("owned(%q) = %v, want %v", name, got, want)
 		}
 	})
+}
+
+// Apps behind nginx, IIS, oauth2-proxy, Authelia, Cloudflare Access or IAP
+// trust these headers; a client that could send them through sekisho would
+// speak for a proxy it never passed.
+func TestOtherProxiesIdentityHeadersOwned(t *testing.T) {
+	for _, name := range []string{
+		"X-Original-URL", "X-Rewrite-URL", "x_original_url", "X-Auth-Request-User", "X-Auth-Request-Email",
+		"X-Forwarded-User", "X-Forwarded-Email", "Remote-User", "Remote-Groups", "X-Remote-User",
+		"X-Authentik-Username", "X-Pomerium-Claim-Email", "Cf-Access-Authenticated-User-Email",
+		"Cf-Connecting-Ip", "X-Amzn-Oidc-Identity", "X-Ms-Client-Principal-Name", "X-Goog-Authenticated-User-Email",
+		"X-Webauth-User", "X-Http-Method-Override", "X-Method-Override", "Client-Ip", "X-Serverless-Authorization",
+	} {
+		if !owned(name) {
+			t.Errorf("%s reaches the app from the client", name)
+		}
+	}
+	for _, name := range []string{"Accept", "Authorization", "Content-Type", "X-Trace", "Remote", "X-Original"} {
+		if owned(name) {
+			t.Errorf("%s is an ordinary header, but stripped", name)
+		}
+	}
+}
+
+func TestStripListFromConfig(t *testing.T) {
+	l, err := NewStripList([]string{"X-Corp-User", "X-Corp-Auth-*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{"X-Corp-User": {"a"}, "X_corp_auth_token": {"b"}, "X-Corp-Auth-": {"c"}, "X-Corp-Users": {"keep"}, "Accept": {"keep"}}
+	stripOwned(h, &l)
+	if len(h) != 2 || h.Get("X-Corp-Users") != "keep" || h.Get("Accept") != "keep" {
+		t.Errorf("after strip: %v", h)
+	}
+	for _, bad := range []string{"", "*", "X Bad", "X-Bad:", "a*b*"} {
+		if _, err := NewStripList([]string{bad}); err == nil {
+			t.Errorf("NewStripList(%q) accepted a non-name", bad)
+		}
+	}
+}
+
+// Session fixation across routes: an app answers with a Set-Cookie for the
+// gateway's session (or the OIDC flow cookie) to plant, replace or clear it.
+func TestAppSetCookieForGatewayCookieRemoved(t *testing.T) {
+	h := http.Header{"Set-Cookie": {
+		"__Host-sekisho=attacker; Path=/; Secure; HttpOnly",
+		"sekisho=attacker",
+		"__SECURE-SEKISHO=x; Domain=example.com",
+		"__Host-sekisho-oidc-abcdef=x",
+		" sekisho-csrf=x",
+		"custom-session=x",
+		"app_session=keep; Path=/",
+		"theme=dark",
+	}}
+	if n := stripSetCookies(h, []string{"custom-session"}); n != 6 {
+		t.Errorf("removed %d, want 6", n)
+	}
+	if got := h["Set-Cookie"]; len(got) != 2 || got[0] != "app_session=keep; Path=/" || got[1] != "theme=dark" {
+		t.Errorf("kept %q", got)
+	}
+	h = http.Header{"Set-Cookie": {"sekisho=x"}}
+	stripSetCookies(h, nil)
+	if _, ok := h["Set-Cookie"]; ok {
+		t.Errorf("an emptied Set-Cookie header stayed: %v", h)
+	}
 }

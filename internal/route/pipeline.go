@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +36,14 @@ type Route struct {
 	// Rules are the gateway's and the route's security rules, merged. nil:
 	// none (nothing is evaluated).
 	Rules *rules.Set
+	// AllowedOrigins, when not empty, are the only origins a request's
+	// Origin header may name ("https://app.example.com"); any other Origin,
+	// "null" included, is refused with 403. OwnOrigin adds the origin of
+	// the request itself (scheme and Host), for routes with an exact host;
+	// a wildcard host's own origin is the client's to choose, so a
+	// DNS-rebinding page would always pass that check. Empty: no check.
+	AllowedOrigins []string
+	OwnOrigin      bool
 }
 
 // Authenticator finds who made a request. It returns the anonymous identity
@@ -72,10 +82,22 @@ type Pipeline struct {
 	Clients ClientResolver
 	Audit   *audit.Logger
 	Metrics Observer
-	// OwnCookies are sekisho's cookie names, removed before forwarding.
+	// OwnCookies are sekisho's cookie names outside its "sekisho*"
+	// namespace (every name inside it is sekisho's anyway): removed from
+	// requests before forwarding and from the app's Set-Cookie headers.
 	OwnCookies []string
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// StripHeaders are request headers removed before forwarding besides
+	// the built-in list (config strip_headers). Zero value: none.
+	StripHeaders StripList
+	// PortalRules are the gateway's own rules (config rules, without any
+	// route's), run in the edge phase before the gateway's endpoints under
+	// /.sekisho/ (sign-in, sign-out, the OIDC callback), so an IP rule, a
+	// ban, a rate limit or the WAF covers password guessing too. The health
+	// check and the key set are exempt: load balancers and apps fetch them.
+	// nil: no rules.
+	PortalRules *rules.Set
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// ReAuth returns where to send a browser whose sign-in is older than a
 	// route's max_age, for identities from an OIDC provider; false means
 	// the sign-in page (local accounts). nil: always the sign-in page.
@@ -208,6 +230,13 @@ func (p *Pipeline) admit(x *exchange) bool {
 	info.Path = clean
 	if strings.HasPrefix(clean, web.Prefix) || clean == strings.TrimSuffix(web.Prefix, "/") {
 		r.URL.Path, r.URL.RawPath = clean, ""
+		if p.PortalRules != nil && !portalExempt(clean) {
+			in := &rules.Input{IP: ip, Method: r.Method, Path: clean, Host: CanonicalHost(r.Host), Scheme: p.Clients.Proto(r),
+				Query: r.URL.Query(), Header: r.Header, Cookie: cookieValue(r), Request: r}
+			if p.applyRules(rec, r, info, p.PortalRules.Eval(r.Context(), rules.PhaseEdge, in)) {
+				return false
+			}
+		}
 		p.Portal.ServeHTTP(rec, r)
 		return false
 	}
@@ -218,6 +247,13 @@ func (p *Pipeline) admit(x *exchange) bool {
 		return false
 	}
 	info.Route = rt.Name
+	if len(rt.AllowedOrigins) > 0 {
+		if o := r.Header.Values("Origin"); len(o) > 0 && !p.originAllowed(rt, r, o) {
+			info.Decision, info.Reason = "deny", "foreign Origin "+strconvQuote(o[0])+" (route allowed_origins)"
+			web.Error(rec, r, http.StatusForbidden, "Requests from this origin are not allowed.")
+			return false
+		}
+	}
 	var in *rules.Input
 	var addHeaders http.Header
 	edgeMatched := false
@@ -248,9 +284,9 @@ func (p *Pipeline) admit(x *exchange) bool {
 		info.Reason = "credential refused: " + err.Error()
 		fallthrough
 	case d.NeedsLogin:
-		if web.WantsJSON(r) {
+		if !web.FollowsSignIn(r) {
 			info.Decision = "deny"
-			web.Error(rec, r, http.StatusUnauthorized, "Sign-in required: send a valid credential.")
+			web.ErrorJSON(rec, r, http.StatusUnauthorized, "Sign-in required: send a valid credential.")
 			return false
 		}
 		info.Decision = "login"
@@ -297,7 +333,7 @@ func (p *Pipeline) admit(x *exchange) bool {
 // owned header is removed before sekisho sets its own.
 func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 	out := pr.Out
-	stripOwned(out.Header)
+	stripOwned(out.Header, &p.StripHeaders)
 	stripCookies(out.Header, p.OwnCookies...)
 	out.Header.Del("Proxy-Authorization") // sekisho's own credential header, never the app's
 	x, ok := pr.In.Context().Value(forwardKey{}).(*exchange)
@@ -342,6 +378,47 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 		}
 		hs.set(HeaderAssertion, tok)
 	}
+}
+
+// ModifyResponse is the upstream proxy's response hook: an app never sets
+// the gateway's cookies. Every Set-Cookie for a name in sekisho's namespace
+// (or OwnCookies) is removed before the browser sees it, so one app cannot
+// plant, replace or clear the session that every other route trusts.
+func (p *Pipeline) ModifyResponse(res *http.Response) error {
+	if n := stripSetCookies(res.Header, p.OwnCookies); n > 0 {
+		info := reqinfo.From(res.Request.Context())
+		info.RuleNotes = joinNote(info.RuleNotes, "removed the app's Set-Cookie for the gateway's cookie")
+		p.Logger.Warn("the app tried to set the gateway's cookie; removed", "request_id", info.ID, "route", info.Route, "count", n)
+	}
+	return nil
+}
+
+// portalExempt reports whether a gateway endpoint answers before the edge
+// rules: the health check (load balancers probe it from their own ranges,
+// which an IP rule must not turn into "every replica is down") and the
+// public key set (apps fetch it to verify the assertion).
+func portalExempt(clean string) bool {
+	return clean == web.Prefix+"healthz" || clean == web.Prefix+"jwks.json"
+}
+
+// originAllowed reports whether the request's Origin header(s) name only
+// allowed origins. Browsers send one; several, or "null", never pass.
+func (p *Pipeline) originAllowed(rt *Route, r *http.Request, origins []string) bool {
+	if len(origins) != 1 {
+		return false
+	}
+	o := strings.ToLower(origins[0])
+	if slices.Contains(rt.AllowedOrigins, o) {
+		return true
+	}
+	return rt.OwnOrigin && o == p.Clients.Proto(r)+"://"+strings.ToLower(r.Host)
+}
+
+func strconvQuote(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "..."
+	}
+	return strconv.Quote(s)
 }
 
 // headerSetter sets single-valued headers whose names are in canonical form

@@ -16,7 +16,8 @@ import (
 )
 
 // ruleSets compiles every route's merged rule set (the gateway's rules and
-// the route's own). A route with no rules at all and the default allow gets
+// the route's own), and the gateway's alone for its own endpoints
+// (PortalRules). A route with no rules at all and the default allow gets
 // nil, so the request path does no rule work. Every problem in every rule
 // is returned, each starting with its file:line.
 func ruleSets(cfg *config.Config, limiter ratelimit.Limiter, inspector waf.Inspector) (map[string]*rules.Set, error) {
@@ -43,11 +44,29 @@ func ruleSets(cfg *config.Config, limiter ratelimit.Limiter, inspector waf.Inspe
 		}
 		sets[rc.Name] = set
 	}
+	// The gateway's own endpoints (sign-in above all) run behind the
+	// gateway's rules alone, under the key "" that no route can have.
+	if len(gateway) > 0 || cfg.RulesDefault != "allow" {
+		set, err := rules.Compile(gateway, nil, rules.Options{
+			DefaultAction: rules.Action(cfg.RulesDefault), Limiter: limiter, WAF: inspector,
+		})
+		if err != nil {
+			if msg := err.Error(); !seen[msg] {
+				errs = append(errs, err)
+			}
+		} else {
+			sets[PortalRules] = set
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return sets, nil
 }
+
+// PortalRules is the key of the gateway's own rule set in ruleSets' map:
+// the one the endpoints under /.sekisho/ run behind. No route is named "".
+const PortalRules = ""
 
 func convertRules(cfg *config.Config, list []config.Rule, path ...any) []rules.Rule {
 	out := make([]rules.Rule, 0, len(list))

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -251,9 +252,13 @@ func (s *Server) provisionRoutes() error {
 		return err
 	}
 	own := []string{s.sessions.CookieName(), "sekisho-csrf", "__Host-sekisho-csrf"}
+	strip, err := route.NewStripList(cfg.StripHeaders)
+	if err != nil {
+		return err
+	}
 	pl := &route.Pipeline{
 		Router: &route.Router[*route.Route]{}, Authn: chain, Signer: s.signer,
-		Clients: resolver, Audit: s.audit, Metrics: s.metrics, OwnCookies: own,
+		Clients: resolver, Audit: s.audit, Metrics: s.metrics, OwnCookies: own, StripHeaders: strip,
 		Logger: s.log.With("component", "pipeline"), Now: s.opts.Now,
 	}
 	portal := &web.Portal{
@@ -285,13 +290,16 @@ func (s *Server) provisionRoutes() error {
 	if err != nil {
 		return err
 	}
+	pl.PortalRules = sets[PortalRules]
 	for _, rc := range cfg.Routes {
 		proxy := upstream.NewProxy(upstream.ProxyOptions{
 			Pool: pools[rc.Pool], Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
-			PreserveHost: rc.PreserveHost, Rewrite: pl.Rewrite, ErrorHandler: pl.UpstreamError,
+			PreserveHost: rc.PreserveHost, Rewrite: pl.Rewrite, ModifyResponse: pl.ModifyResponse, ErrorHandler: pl.UpstreamError,
 			Logger: s.log.With("component", "proxy", "route", rc.Name),
 		})
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy, MaxAge: rc.Auth.MaxAge.D(), Rules: sets[rc.Name]})
+		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy,
+			MaxAge: rc.Auth.MaxAge.D(), Rules: sets[rc.Name],
+			AllowedOrigins: rc.AllowedOrigins, OwnOrigin: !strings.Contains(rc.Host, "*")})
 	}
 	s.pipeline = pl
 	s.handler = pl

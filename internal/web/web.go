@@ -40,12 +40,24 @@ func WantsJSON(r *http.Request) bool {
 	if h.Get("X-Requested-With") != "" || h.Get("Upgrade") != "" {
 		return true
 	}
+	if strings.Contains(h.Get("Accept"), "text/event-stream") {
+		return true // an EventSource or a streaming client, not a page
+	}
 	for _, k := range []string{"Authorization", "Proxy-Authorization"} {
 		if v := h.Get(k); len(v) > 7 && strings.EqualFold(v[:7], "bearer ") {
 			return true
 		}
 	}
 	return false
+}
+
+// FollowsSignIn reports whether a request without a credential should be
+// redirected to the sign-in page: a browser loading a page, that is a GET
+// or HEAD that is not a program's (WantsJSON). Everything else gets a 401
+// it can act on: a redirect would turn a DELETE or a POST into a GET of the
+// sign-in page, and an EventSource or an API client cannot sign in.
+func FollowsSignIn(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead) && !WantsJSON(r)
 }
 
 // secureHeaders are set on every page sekisho renders.
@@ -77,29 +89,40 @@ type ErrorBody struct {
 // Error answers with status and a user-facing message (never an internal
 // cause: log that separately), as JSON for programs or as a page for people.
 func Error(w http.ResponseWriter, r *http.Request, status int, message string) {
-	id := reqinfo.From(r.Context()).ID
-	secureHeaders(w)
-	if status == http.StatusUnauthorized {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="sekisho"`)
-	}
-	title := titles[status]
-	if title == "" {
-		title = http.StatusText(status)
-	}
 	if WantsJSON(r) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(ErrorBody{Error: code(title), Message: message, Status: status, RequestID: id})
+		ErrorJSON(w, r, status, message)
 		return
 	}
+	title := start(w, status)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	data := map[string]any{"Title": title, "Message": message, "RequestID": id}
+	data := map[string]any{"Title": title, "Message": message, "RequestID": reqinfo.From(r.Context()).ID}
 	if status == http.StatusForbidden {
 		// Sign out, then sign in again and come back here.
 		data["SignIn"] = "/.sekisho/logout?rd=" + url.QueryEscape(r.URL.RequestURI())
 	}
 	pages.ExecuteTemplate(w, "error.html", data)
+}
+
+// ErrorJSON is Error answered as JSON whatever the request asks for.
+func ErrorJSON(w http.ResponseWriter, r *http.Request, status int, message string) {
+	title := start(w, status)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(ErrorBody{Error: code(title), Message: message, Status: status, RequestID: reqinfo.From(r.Context()).ID})
+}
+
+// start sets the headers every error answer has and returns the status's
+// title.
+func start(w http.ResponseWriter, status int) string {
+	secureHeaders(w)
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="sekisho"`)
+	}
+	if title := titles[status]; title != "" {
+		return title
+	}
+	return http.StatusText(status)
 }
 
 // Render writes one of the templates with status 200 (or status if not 0).

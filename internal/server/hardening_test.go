@@ -1,0 +1,272 @@
+package server_test
+
+import (
+	"context"
+	"crypto/rand"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/sekisho/sekisho/internal/apikey"
+	"github.com/sekisho/sekisho/internal/testenv"
+)
+
+// The attacks outside testing found against the request path, each pinned
+// end to end through a running gateway.
+
+const hardeningConfig = `version: 1
+strip_headers: [X-Corp-User, "X-Corp-Auth-*"]
+rules:
+  - priority: 10
+    description: scanner network
+    match: {ip_ranges: ["127.0.0.2/32"]}
+    action: deny
+pools: [{name: app, urls: ["{{UPSTREAM}}"]}]
+routes:
+  - {name: app, host: "*", path: /, pool: app, policy: {allow_authenticated: true}}
+  - {name: admin, host: "*", path: /admin, pool: app, policy: {groups: [admins]}}
+  - {name: open, host: "*", path: /public, pool: app, policy: {public: true}}
+  - name: chat
+    host: "*"
+    path: /chat
+    pool: app
+    policy: {public: true}
+    allowed_origins: ["https://chat.example.com"]
+  - name: exact
+    host: exact.test
+    path: /
+    pool: app
+    policy: {public: true}
+    allowed_origins: ["https://partner.example.com"]
+`
+
+func startHardening(t *testing.T) *testenv.Env {
+	e := testenv.Start(t, hardeningConfig)
+	e.AddUser("alice", pw, "alice@example.com", "admins")
+	e.AddUser("bob", pw, "bob@example.com")
+	return e
+}
+
+// Servlet containers read "/public/..;/admin" as "/admin": sekisho must not
+// match it as a public path and forward it.
+func TestPathParameterDotSegmentEscapeRefused(t *testing.T) {
+	e := startHardening(t)
+	anon, bob := e.Client(), e.Login("bob", pw)
+	for _, p := range []string{"/public/..;/admin", "/public/..%3b/admin", "/public/..%3B/admin", "/public;x=1/../admin",
+		"/public/%2e%2e;/admin", "/admin;jsessionid=1"} {
+		for name, c := range map[string]*http.Client{"anonymous": anon, "signed_in_non_admin": bob} {
+			status, body, _ := e.Get(c, p)
+			if status != http.StatusBadRequest {
+				t.Errorf("%s GET %s = %d (%s), want 400", name, p, status, body)
+			}
+		}
+	}
+	if n := len(e.Upstream.Requests()); n != 0 {
+		t.Errorf("the app saw %d requests with path parameters", n)
+	}
+}
+
+// An API key scoped to /api/public must not reach /api/admin through a path
+// parameter that a servlet container cuts away.
+func TestPathParameterEscapesAPIKeyPathScopeRefused(t *testing.T) {
+	e := startHardening(t)
+	tok, rec, err := apikey.Generate(rand.Reader, apikey.Spec{Name: "scoped", Routes: []string{"app"}, PathPrefixes: []string{"/api/public"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Store().CreateAPIKey(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	auth := []string{"Proxy-Authorization", "Bearer " + tok}
+	waitStatus(t, e, 200, "/api/public/x", auth...)
+	for _, p := range []string{"/api/public/..;/admin", "/api/public/..%3B/admin", "/api/public;/../admin"} {
+		if status, body, _ := e.Get(e.Client(), p, auth...); status != http.StatusBadRequest {
+			t.Errorf("GET %s with the scoped key = %d (%s), want 400", p, status, body)
+		}
+	}
+	if status, _, _ := e.Get(e.Client(), "/api/admin", auth...); status != http.StatusUnauthorized && status != http.StatusForbidden {
+		t.Errorf("the scoped key reached /api/admin: %d", status)
+	}
+}
+
+// Apps behind other proxies trust their identity and URL-override headers;
+// a client sending them through sekisho would speak for a proxy it never
+// passed, or have the app serve another path than the one checked.
+func TestOtherProxiesHeadersNeverReachTheApp(t *testing.T) {
+	e := startHardening(t)
+	c := e.Login("bob", pw)
+	req, _ := http.NewRequest("GET", e.URL+"/x", nil)
+	spoofed := map[string]string{
+		"X-Original-URL": "/admin", "X-Rewrite-URL": "/admin", "X-Auth-Request-User": "alice",
+		"X-Auth-Request-Email": "alice@example.com", "X-Forwarded-User": "alice", "Remote-User": "alice",
+		"Remote-Groups": "admins", "X-Remote-User": "alice", "Cf-Access-Authenticated-User-Email": "alice@example.com",
+		"X-Goog-Authenticated-User-Email": "accounts.google.com:alice@example.com", "X-Http-Method-Override": "DELETE",
+		"X_Original_URL": "/admin", "X-Corp-User": "alice", "X-Corp-Auth-Token": "forged",
+	}
+	for k, v := range spoofed {
+		req.Header[k] = []string{v}
+	}
+	req.Header.Set("X-Corp-Users", "kept")
+	if status, body, _ := e.Do(c, req); status != 200 {
+		t.Fatalf("status %d: %s", status, body)
+	}
+	up := e.Upstream.Last()
+	for k := range spoofed {
+		if v := up.Header.Values(k); len(v) > 0 {
+			t.Errorf("%s = %q reached the app", k, v)
+		}
+	}
+	if up.Header.Get("X-Corp-Users") != "kept" {
+		t.Errorf("an ordinary header was stripped: %v", up.Header)
+	}
+}
+
+// Session fixation across routes: the app behind one route answers with a
+// Set-Cookie for the gateway's own session cookie.
+func TestAppCannotSetTheGatewaysCookie(t *testing.T) {
+	e := startHardening(t)
+	e.Upstream.Handler = func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Set-Cookie", "sekisho=planted; Path=/")
+		h.Add("Set-Cookie", "__Host-sekisho=planted; Path=/; Secure")
+		h.Add("Set-Cookie", "sekisho-csrf=planted")
+		h.Add("Set-Cookie", "app=kept; Path=/")
+		w.Write([]byte("ok"))
+	}
+	c := e.Login("bob", pw)
+	status, _, h := e.Get(c, "/public/x")
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	got := h.Values("Set-Cookie")
+	if len(got) != 1 || got[0] != "app=kept; Path=/" {
+		t.Errorf("Set-Cookie reaching the browser = %q, want only the app's own cookie", got)
+	}
+	// The session still works: nothing replaced it.
+	if status, _, _ := e.Get(c, "/x"); status != 200 {
+		t.Errorf("session after the app's attempt: %d", status)
+	}
+	e.Stop()
+	if !strings.Contains(e.Audit.String(), "removed the app's Set-Cookie for the gateway's cookie") {
+		t.Errorf("the audit line does not say a cookie was removed")
+	}
+}
+
+// A gateway rule that denies an IP range must cover the sign-in page and
+// password guessing too; the health check stays reachable for probes.
+func TestEdgeRulesGuardTheSignInPage(t *testing.T) {
+	e := startHardening(t)
+	banned := bannedClient(e)
+	for _, p := range []string{"/.sekisho/login", "/.sekisho/logout", "/.sekisho/oidc/start"} {
+		if status, body, _ := e.Get(banned, p); status != http.StatusForbidden {
+			t.Errorf("denied range GET %s = %d (%s), want 403", p, status, body)
+		}
+	}
+	res, err := banned.PostForm(e.URL+"/.sekisho/login", url.Values{"username": {"alice"}, "password": {pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("denied range POST /.sekisho/login = %d, want 403 before any password check", res.StatusCode)
+	}
+	if status, _, _ := e.Get(banned, "/.sekisho/healthz"); status != 200 {
+		t.Errorf("health check from the denied range = %d: a load balancer would see the replica as down", status)
+	}
+	if status, _, _ := e.Get(e.Client(), "/.sekisho/login"); status != 200 {
+		t.Errorf("sign-in page from an allowed address = %d", status)
+	}
+	e.Stop()
+	if !strings.Contains(e.Audit.String(), `"rule":"10 scanner network"`) {
+		t.Errorf("the audit line does not name the rule that refused the sign-in page:\n%s", e.Audit.String())
+	}
+}
+
+// bannedClient sends from 127.0.0.2, the range the config's rule denies.
+func bannedClient(e *testenv.Env) *http.Client {
+	c := e.Client()
+	c.Transport = localAddrTransport("127.0.0.2")
+	return c
+}
+
+// DNS rebinding and cross-site requests: a route with allowed_origins
+// refuses requests whose Origin is not listed; on a wildcard host the
+// request's own origin proves nothing (the rebinding page chose the name).
+func TestForeignOriginRefused(t *testing.T) {
+	e := startHardening(t)
+	c := e.Client()
+	tests := []struct {
+		name, host, path, origin string
+		want                     int
+	}{
+		{"listed_origin", "", "/chat/x", "https://chat.example.com", 200},
+		{"listed_origin_upper_case", "", "/chat/x", "https://CHAT.example.com", 200},
+		{"no_origin_header", "", "/chat/x", "", 200},
+		{"foreign_origin", "", "/chat/x", "https://evil.example", 403},
+		{"null_origin", "", "/chat/x", "null", 403},
+		{"dns_rebinding_own_host_on_wildcard_route", "rebind.evil.example", "/chat/x", "http://rebind.evil.example", 403},
+		{"exact_host_own_origin", "exact.test", "/x", "http://exact.test", 200},
+		{"exact_host_listed_partner", "exact.test", "/x", "https://partner.example.com", 200},
+		{"exact_host_foreign", "exact.test", "/x", "https://evil.example", 403},
+		{"route_without_list_unchecked", "", "/public/x", "https://evil.example", 200},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", e.URL+tc.path, strings.NewReader("{}"))
+			if tc.host != "" {
+				req.Host = tc.host
+			}
+			if tc.origin != "" {
+				req.Header.Set("Origin", tc.origin)
+			}
+			status, body, _ := e.Do(c, req)
+			if status != tc.want {
+				t.Errorf("POST %s Host %q Origin %q = %d (%s), want %d", tc.path, tc.host, tc.origin, status, body, tc.want)
+			}
+		})
+	}
+}
+
+// Programs without credentials need a 401 they can act on, not a redirect
+// to a sign-in page: an EventSource, and any method a redirect would turn
+// into a GET of the sign-in page.
+func TestProgramsWithoutCredentialsGet401(t *testing.T) {
+	e := startHardening(t)
+	anon := e.Client()
+	tests := []struct {
+		name, method, accept string
+		want                 int
+	}{
+		{"browser_page_get_redirected", "GET", "text/html", http.StatusFound},
+		{"event_stream_get", "GET", "text/event-stream", http.StatusUnauthorized},
+		{"delete", "DELETE", "", http.StatusUnauthorized},
+		{"post", "POST", "text/html", http.StatusUnauthorized},
+		{"put", "PUT", "", http.StatusUnauthorized},
+		{"patch", "PATCH", "", http.StatusUnauthorized},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest(tc.method, e.URL+"/x", nil)
+			if tc.accept != "" {
+				req.Header.Set("Accept", tc.accept)
+			}
+			status, body, h := e.Do(anon, req)
+			if status != tc.want {
+				t.Fatalf("%s /x Accept %q = %d, want %d (%s)", tc.method, tc.accept, status, tc.want, body)
+			}
+			if status == http.StatusUnauthorized {
+				if h.Get("Content-Type") != "application/json" || !strings.Contains(body, `"request_id"`) || h.Get("WWW-Authenticate") == "" {
+					t.Errorf("401 is not JSON with a request id and WWW-Authenticate: %v %s", h, body)
+				}
+			}
+		})
+	}
+}
+
+// localAddrTransport dials from ip (any 127.0.0.0/8 address is this machine).
+func localAddrTransport(ip string) *http.Transport {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Transport{DialContext: d.DialContext}
+}
