@@ -165,7 +165,7 @@ func (ev *evaluator) run() Result {
 			continue
 		}
 		if c.rule.Preview {
-			previews = append(previews, PreviewHit{Rule: c.ref, WouldDo: ev.wouldDo(c)})
+			previews = append(previews, PreviewHit{Rule: c.ref, WouldDo: ev.withWAFNote(c, ev.wouldDo(c))})
 			continue
 		}
 		return ev.finish(c, previews)
@@ -181,8 +181,21 @@ func (ev *evaluator) finish(c *compiled, previews []PreviewHit) Result {
 	res.Previews = previews
 	if c.waf && ev.wafDone {
 		res.WAFRuleIDs = ev.wafVerdict.RuleIDs
+		res.WAFScore = ev.wafVerdict.Score
+		res.Reason = ev.withWAFNote(c, res.Reason)
 	}
 	return res
+}
+
+// withWAFNote appends to what matching rule c did the WAF rules that made it
+// match and their score ("deny 403, waf matched CRS 942100 (score 5)"), so
+// the audit line tells the operator what to put in waf.disabled_rules. Rules
+// without match.waf are left as they are.
+func (ev *evaluator) withWAFNote(c *compiled, did string) string {
+	if !c.waf || !ev.wafDone || !ev.wafVerdict.Matched {
+		return did
+	}
+	return did + ", " + ev.wafVerdict.Summary()
 }
 
 // matches reports whether all of c's conditions hold, cheapest first.

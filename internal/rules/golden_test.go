@@ -163,7 +163,8 @@ func (f *fakeWAF) Inspect(r *http.Request) (waf.Verdict, error) {
 		return waf.Verdict{}, f.err
 	}
 	if r.Header.Get("X-Test-Waf") != "" {
-		return waf.Verdict{Matched: true, RuleIDs: []int{942100, 949110}, Message: "SQL injection"}, nil
+		return waf.Verdict{Matched: true, RuleIDs: []int{942100, 942190}, Score: 10,
+			Message: "WAF anomaly score reached the threshold (sqli)"}, nil
 	}
 	return waf.Verdict{}, nil
 }
@@ -234,7 +235,7 @@ func decide(s *Set, in *Input) string {
 		fmt.Fprintf(&b, " +%s=%s", k, strings.Join(res.AddHeaders[k], ","))
 	}
 	if len(res.WAFRuleIDs) > 0 {
-		fmt.Fprintf(&b, " waf=%v", res.WAFRuleIDs)
+		fmt.Fprintf(&b, " waf=%v score=%d", res.WAFRuleIDs, res.WAFScore)
 	}
 	fmt.Fprintf(&b, " (%s)", res.AuditReason())
 	if res.Err != nil {

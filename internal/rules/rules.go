@@ -226,7 +226,9 @@ type PreviewHit struct {
 	// Rule is the preview rule.
 	Rule RuleRef
 	// WouldDo says what the rule would have done: "deny 403",
-	// "throttle: over the rate, deny 429", "allow", ...
+	// "throttle: over the rate, deny 429", "allow", ...; for a rule with
+	// match.waf followed by the WAF's rule ids and score, as in
+	// Result.Reason: "deny 403, waf matched CRS 942100 (score 5)".
 	WouldDo string
 }
 
@@ -255,11 +257,18 @@ type Result struct {
 	// Previews are the preview rules that matched before the acting rule, in
 	// priority order.
 	Previews []PreviewHit
-	// WAFRuleIDs are the WAF rules that flagged the request, when a WAF rule
-	// acted.
+	// WAFRuleIDs are the WAF rules that flagged the request (waf.Verdict's
+	// RuleIDs: the CRS ids to disable, or sekisho's own 2000xx), when a rule
+	// with match.waf acted; nil otherwise. Reason names them too.
 	WAFRuleIDs []int
+	// WAFScore is the WAF's anomaly score for the request when a rule with
+	// match.waf acted; 0 otherwise.
+	WAFScore int
 	// Reason says why, for the audit line: the acting rule and what it did, or
-	// the default, or what went wrong. Never contains request data.
+	// the default, or what went wrong. When the acting rule has match.waf it
+	// ends with the WAF's rule ids and score: `rule 20 "block injection
+	// probes": deny 403, waf matched CRS 942100,942190 (score 10)`. Never
+	// contains request data.
 	Reason string
 	// Err is an internal failure (an expression error or over its cost
 	// limit, the rate limiter or the WAF failing). Action is then ActionDeny

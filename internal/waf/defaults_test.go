@@ -161,3 +161,31 @@ func TestRestrictedHeadersFollowTheCRS(t *testing.T) {
 		t.Errorf("allowedMethods = %q, the CRS default is %q: update it and defaults.go's doc comment", allowedMethods, crs)
 	}
 }
+
+func TestVerdictSummary(t *testing.T) {
+	tests := []struct {
+		name string
+		v    Verdict
+		want string
+	}{
+		{"passed", Verdict{}, ""},
+		{"crs_rules_and_score", Verdict{Matched: true, RuleIDs: []int{942100, 942190}, Score: 10}, "waf matched CRS 942100,942190 (score 10)"},
+		{"sekisho_rule_outright", Verdict{Matched: true, RuleIDs: []int{RuleBadExpect}}, "waf matched sekisho rule 200012"},
+		{"sekisho_rules", Verdict{Matched: true, RuleIDs: []int{200002, 200003}}, "waf matched sekisho rules 200002,200003"},
+		{"both", Verdict{Matched: true, RuleIDs: []int{200005, 920450}, Score: 5}, "waf matched CRS 920450 and sekisho rule 200005 (score 5)"},
+		{"matched_without_ids", Verdict{Matched: true}, "waf matched no named rule"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.v.Summary(); got != tc.want {
+				t.Errorf("Summary() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	t.Run("real_sqli_verdict_names_crs_ids_and_score", func(t *testing.T) {
+		v := inspect(t, baseWAF.get(t), req{target: "/search?q=1%27%20OR%20%271%27%3D%271"})
+		if got := v.Summary(); !regexp.MustCompile(`^waf matched CRS (942[0-9]{3},?)+.* \(score [1-9][0-9]*\)$`).MatchString(got) {
+			t.Errorf("Summary() = %q", got)
+		}
+	})
+}

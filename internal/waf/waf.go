@@ -16,7 +16,11 @@
 // why BodyLimit matters.
 package waf
 
-import "net/http"
+import (
+	"net/http"
+	"strconv"
+	"strings"
+)
 
 // Verdict is the outcome of inspecting one request.
 type Verdict struct {
@@ -42,6 +46,41 @@ type Verdict struct {
 	// Message is short and never echoes request data: it goes to the audit
 	// log. Empty when Matched is false.
 	Message string
+}
+
+// Summary is the verdict in one line for the audit log, built from rule ids
+// and the score only: "waf matched CRS 942100,942190 (score 10)", "waf
+// matched sekisho rule 200012", or both joined with "and". The CRS ids are
+// the ones to put in disabled_rules. "" when Matched is false.
+func (v Verdict) Summary() string {
+	if !v.Matched {
+		return ""
+	}
+	var crs, own []string
+	for _, id := range v.RuleIDs {
+		if id >= 900000 {
+			crs = append(crs, strconv.Itoa(id))
+		} else {
+			own = append(own, strconv.Itoa(id))
+		}
+	}
+	var parts []string
+	if len(crs) > 0 {
+		parts = append(parts, "CRS "+strings.Join(crs, ","))
+	}
+	if len(own) == 1 {
+		parts = append(parts, "sekisho rule "+own[0])
+	} else if len(own) > 1 {
+		parts = append(parts, "sekisho rules "+strings.Join(own, ","))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, "no named rule")
+	}
+	out := "waf matched " + strings.Join(parts, " and ")
+	if v.Score > 0 {
+		out += " (score " + strconv.Itoa(v.Score) + ")"
+	}
+	return out
 }
 
 // Inspector inspects a request before it is forwarded. Implementations must
