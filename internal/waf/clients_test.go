@@ -90,12 +90,9 @@ func (s *clientServer) send(t *testing.T, c clientReq) wireVerdict {
 		r.Host = c.host
 	}
 	for k, v := range c.header {
+		// SDKs and HTTP/2 send lower-case names; the server canonicalises
+		// them on the way in either way.
 		r.Header[textproto.CanonicalMIMEHeaderKey(k)] = []string{v}
-		if k != textproto.CanonicalMIMEHeaderKey(k) && strings.ToLower(k) == k {
-			// HTTP/2 and some SDKs send lower-case names; net/http
-			// canonicalises them on the way in either way.
-			r.Header[textproto.CanonicalMIMEHeaderKey(k)] = []string{v}
-		}
 	}
 	if c.noUA {
 		r.Header["User-Agent"] = []string{""}
@@ -303,8 +300,8 @@ func ordinaryClients() []struct {
 			"parameters": map[string]any{"type": "object", "properties": map[string]any{"city": map[string]string{"type": "string"}}, "required": []string{"city"}},
 		}}},
 	})
-	// curl sends Expect: 100-continue for bodies over 1 KiB (1 MiB from
-	// curl 8.? on, still 1 KiB in most distributions' curl).
+	// Over 1 KiB: curl sends Expect: 100-continue on larger uploads (from
+	// 1 KiB in many releases).
 	bigChat := mustJSON(map[string]any{"model": "gpt-4o", "messages": []map[string]string{
 		{"role": "user", "content": strings.Repeat("Please review this paragraph for clarity and tone. ", 40)},
 	}})
