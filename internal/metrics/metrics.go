@@ -59,9 +59,13 @@ func New(pools []*upstream.Pool) *Metrics {
 		}, []string{"route"}),
 	}
 	reg.MustRegister(m.requests, m.duration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(&poolCollector{pools: pools, desc: prometheus.NewDesc("sekisho_upstream_healthy",
-		"1 when the upstream target takes traffic, 0 when it is unhealthy or ejected.", []string{"pool", "target"}, nil),
-		inflight: prometheus.NewDesc("sekisho_upstream_inflight", "Requests in flight to the target, streams included.", []string{"pool", "target"}, nil)})
+	labels := []string{"pool", "target"}
+	reg.MustRegister(&poolCollector{pools: pools,
+		available: prometheus.NewDesc("sekisho_upstream_healthy",
+			"1 when the upstream target takes traffic, 0 when it is unhealthy (active checks) or ejected (passive).", labels, nil),
+		ejected: prometheus.NewDesc("sekisho_upstream_ejected",
+			"1 while the upstream target is passively ejected after failures, 0 otherwise.", labels, nil),
+		inflight: prometheus.NewDesc("sekisho_upstream_inflight", "Requests in flight to the target, streams included.", labels, nil)})
 	return m
 }
 
@@ -104,22 +108,34 @@ func (m *Metrics) Handler() http.Handler {
 	return mux
 }
 
+// poolCollector reads the pools' target status at scrape time.
+// sekisho_upstream_healthy is TargetStatus.Available: whether the target
+// takes traffic, so a target that passes its active checks but is
+// passively ejected reads 0, with sekisho_upstream_ejected 1.
 type poolCollector struct {
-	pools          []*upstream.Pool
-	desc, inflight *prometheus.Desc
+	pools                        []*upstream.Pool
+	available, ejected, inflight *prometheus.Desc
 }
 
-func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.inflight }
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.available
+	ch <- c.ejected
+	ch <- c.inflight
+}
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.pools {
 		for _, t := range p.Status() {
-			v := 0.0
-			if t.Healthy {
-				v = 1
-			}
-			ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, v, p.Name(), t.URL)
+			ch <- prometheus.MustNewConstMetric(c.available, prometheus.GaugeValue, gauge(t.Available), p.Name(), t.URL)
+			ch <- prometheus.MustNewConstMetric(c.ejected, prometheus.GaugeValue, gauge(!t.EjectedUntil.IsZero()), p.Name(), t.URL)
 			ch <- prometheus.MustNewConstMetric(c.inflight, prometheus.GaugeValue, float64(t.Inflight), p.Name(), t.URL)
 		}
 	}
+}
+
+func gauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -2,8 +2,11 @@ package metrics
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -11,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/upstream"
 )
 
 type observation struct {
@@ -207,5 +212,55 @@ func BenchmarkObserve(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// A target that its active checks call healthy (none here) but that was
+// ejected after failures takes no traffic: sekisho_upstream_healthy says so,
+// and sekisho_upstream_ejected says why.
+func TestUpstreamHealthyMeansTakingTraffic(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	live := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer live.Close()
+	var targets []*url.URL
+	for _, s := range []string{dead, live.URL} {
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets = append(targets, u)
+	}
+	pool, err := upstream.NewPool(upstream.PoolOptions{Name: "app", Targets: targets, MaxFails: 1, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.CloseIdleConnections()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "/", nil)
+	if res, err := pool.RoundTrip(req); err == nil { // round robin: the dead target first
+		res.Body.Close()
+		t.Fatal("request to the dead target succeeded")
+	}
+	if s := pool.Status()[0]; !s.Healthy || s.Available {
+		t.Fatalf("dead target %+v, want healthy (no checks) and not available (ejected)", s)
+	}
+	m := New([]*upstream.Pool{pool})
+	want := strings.NewReplacer("DEAD", dead, "LIVE", live.URL).Replace(`# HELP sekisho_upstream_ejected 1 while the upstream target is passively ejected after failures, 0 otherwise.
+# TYPE sekisho_upstream_ejected gauge
+sekisho_upstream_ejected{pool="app",target="DEAD"} 1
+sekisho_upstream_ejected{pool="app",target="LIVE"} 0
+# HELP sekisho_upstream_healthy 1 when the upstream target takes traffic, 0 when it is unhealthy (active checks) or ejected (passive).
+# TYPE sekisho_upstream_healthy gauge
+sekisho_upstream_healthy{pool="app",target="DEAD"} 0
+sekisho_upstream_healthy{pool="app",target="LIVE"} 1
+`)
+	lines := func(s string) []string { l := strings.Split(s, "\n"); slices.Sort(l); return l }
+	got := scrape(t, m, "sekisho_upstream_e") + scrape(t, m, "sekisho_upstream_h")
+	if diff := cmp.Diff(lines(want), lines(got)); diff != "" {
+		t.Errorf("upstream gauges (-want +got):\n%s", diff)
 	}
 }

@@ -93,10 +93,14 @@ const (
 	sweepEvery = 15 * time.Second
 )
 
-// errResponseHeaderTooLarge and errUnaskedUpgrade are the upstream's fault: 502.
+// errResponseHeaderTooLarge and errUnaskedUpgrade are the upstream's fault:
+// 502. errInvalidRequest is wrapped by the refusal of a request that is not
+// valid on the wire (validRequest): nothing was sent, so it is nobody
+// upstream's fault.
 var (
 	errResponseHeaderTooLarge = fmt.Errorf("upstream response header is larger than %d bytes", maxResponseHeaderBytes)
 	errUnaskedUpgrade         = errors.New("upstream switched protocols for a request that asked for no upgrade")
+	errInvalidRequest         = errors.New("net/http: invalid request")
 )
 
 // fast reports whether req may be sent by an h1Conns (see there).
@@ -148,7 +152,11 @@ var writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<
 // roundTrip sends req on an idle connection, or a new one, and returns the
 // response. The response body gives the connection back when it has been
 // read to the end and closed. A dial error is returned as the dialer's
-// (*net.OpError with Op "dial", which the pool's retry recognises).
+// (*net.OpError with Op "dial", which the pool's retry recognises), also
+// when it came after a stale kept-alive connection: the request sent
+// again then is one that may be sent twice (replayable), as
+// http.Transport's is, and like the Transport's error, the pool may send
+// it to another target.
 func (h *h1Conns) roundTrip(req *http.Request) (*http.Response, error) {
 	if err := validRequest(req); err != nil {
 		closeRequestBody(req)
@@ -166,9 +174,11 @@ func (h *h1Conns) roundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil {
 			closeRequestBody(req)
 			if replay {
-				// Not a dial error to the pool: the request may have
-				// reached the upstream on the stale connection.
-				return nil, fmt.Errorf("upstream closed a kept-alive connection, and a new one failed: %v", err)
+				// Still the dial error to the pool, as http.Transport's
+				// would be: the request may have reached the upstream on
+				// the stale connection, but it is replayable, so another
+				// target may take it (the pool's retry wants no more).
+				return nil, fmt.Errorf("upstream closed a kept-alive connection, and a new one failed: %w", err)
 			}
 			return nil, err
 		}
@@ -199,15 +209,15 @@ func closeRequestBody(req *http.Request) {
 // method, header name or header value that is not valid on the wire.
 func validRequest(req *http.Request) error {
 	if req.Method != "" && !httpguts.ValidHeaderFieldName(req.Method) {
-		return fmt.Errorf("net/http: invalid method %q", req.Method)
+		return fmt.Errorf("%w: method %q", errInvalidRequest, req.Method)
 	}
 	for k, vs := range req.Header {
 		if !httpguts.ValidHeaderFieldName(k) {
-			return fmt.Errorf("net/http: invalid header field name %q", k)
+			return fmt.Errorf("%w: header field name %q", errInvalidRequest, k)
 		}
 		for _, v := range vs {
 			if !httpguts.ValidHeaderFieldValue(v) {
-				return fmt.Errorf("net/http: invalid header field value for %q", k)
+				return fmt.Errorf("%w: header field value for %q", errInvalidRequest, k)
 			}
 		}
 	}

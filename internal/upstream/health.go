@@ -24,6 +24,9 @@ const (
 // within Timeout passes (redirects are not followed), anything else fails.
 // A healthy target turns unhealthy after UnhealthyThreshold failures in a
 // row, an unhealthy one turns healthy after HealthyThreshold passes in a row.
+// HealthyThreshold passes in a row also end a passive ejection
+// (PoolOptions.EjectFor) early, when they all came after it began: a
+// target that recovered takes traffic again without waiting out EjectFor.
 type HealthCheck struct {
 	// Path is the request path, joined with the target's base path like a
 	// proxied request ("/healthz" on "http://h/app" probes "/app/healthz").
@@ -166,13 +169,34 @@ func (p *Pool) record(t *target, err error) {
 			t.healthy.Store(true)
 			p.log.Info("upstream target healthy", "target", t.url.String(), "passes", t.hcOK)
 		}
+		p.endEjection(t)
 		return
 	}
 	t.hcOK = 0
+	t.ejOK = 0
 	t.hcFail++
 	t.lastErr = err.Error()
 	if t.healthy.Load() && t.hcFail >= p.hc.UnhealthyThreshold {
 		t.healthy.Store(false)
 		p.log.Warn("upstream target unhealthy", "target", t.url.String(), "failures", t.hcFail, "error", err)
 	}
+}
+
+// endEjection counts a passing check of t (t.mu held) against a passive
+// ejection in force, and ends the ejection at HealthyThreshold passes in a
+// row made since it began. As when an ejection runs out, the failure count
+// stays: one more failure ejects the target again.
+func (p *Pool) endEjection(t *target) {
+	e := t.ejected.Load()
+	if e == 0 || p.now().UnixNano() >= e {
+		t.ejOK = 0
+		return
+	}
+	t.ejOK++
+	if t.ejOK < p.hc.HealthyThreshold {
+		return
+	}
+	t.ejected.Store(0)
+	t.ejOK = 0
+	p.log.Info("upstream target ejection ended by passing health checks", "target", t.url.String(), "passes", p.hc.HealthyThreshold)
 }

@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -9,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/sekisho/sekisho/internal/testclock"
 )
 
 // flappy is an upstream whose health endpoint answers with a switchable
@@ -128,4 +132,67 @@ func TestHealthCheckThresholds(t *testing.T) {
 	if after := f.count(http.StatusOK); after != before {
 		t.Errorf("%d health checks after the context ended", after-before)
 	}
+}
+
+// A target ejected by passive failures that its active checks then find
+// healthy takes traffic again after HealthyThreshold passes in a row made
+// since the ejection began, not only when EjectFor (here an hour) runs out.
+// A failing check in between starts the count again; passes from before the
+// ejection do not count.
+func TestPassingChecksEndEjection(t *testing.T) {
+	clock := testclock.New(time.Unix(1000, 0))
+	pool := mustPool(t, PoolOptions{MaxFails: 1, EjectFor: time.Hour, Now: clock.Now,
+		HealthCheck: &HealthCheck{Path: "/", Interval: time.Hour, HealthyThreshold: 2}}, deadURL(t))
+	tg := pool.targets[0]
+	fail := errors.New("check failed")
+	available := func() bool { return pool.Status()[0].Available }
+
+	pool.record(tg, nil) // before the ejection: does not count
+	pool.failed(tg, errors.New("connection refused"))
+	if available() {
+		t.Fatal("target available after a failure with MaxFails 1")
+	}
+	pool.record(tg, nil)
+	if available() {
+		t.Fatal("one pass (HealthyThreshold 2), one of them from before the ejection, ended the ejection")
+	}
+	pool.record(tg, fail)
+	pool.record(tg, nil)
+	if available() {
+		t.Fatal("a fail, then one pass ended the ejection")
+	}
+	pool.record(tg, nil)
+	if s := pool.Status()[0]; !s.Available || !s.EjectedUntil.IsZero() {
+		t.Fatalf("after 2 passes in a row: %+v, want available and not ejected", s)
+	}
+	// As after an ejection that ran out: one more failure ejects again.
+	pool.failed(tg, errors.New("connection refused"))
+	if got, want := pool.Status()[0].EjectedUntil, clock.Now().Add(time.Hour); !got.Equal(want) {
+		t.Errorf("ejected again until %v, want %v", got, want)
+	}
+}
+
+// End to end: a target ejected by a connection failure while its health
+// checks pass is back in rotation with the checks, long before EjectFor.
+func TestRecoveredTargetTakesTrafficBeforeEjectionEnds(t *testing.T) {
+	up := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" { // a connection failure: closed without an answer
+			c, _, _ := http.NewResponseController(w).Hijack()
+			c.Close()
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	pool := mustPool(t, PoolOptions{MaxFails: 1, EjectFor: time.Hour, Retries: -1,
+		HealthCheck: &HealthCheck{Path: "/healthz", Interval: 50 * time.Millisecond, Timeout: 50 * time.Millisecond, HealthyThreshold: 2}}, up.URL)
+	pool.Start(t.Context())
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "/boom", nil)
+	if res, err := pool.RoundTrip(req); err == nil {
+		res.Body.Close()
+		t.Fatal("/boom answered")
+	}
+	if s := pool.Status()[0]; s.Available || s.EjectedUntil.IsZero() {
+		t.Fatalf("after the failure: %+v, want ejected", s)
+	}
+	waitFor(t, "passing checks to end the ejection", func() bool { return pool.Status()[0].Available })
 }

@@ -71,7 +71,16 @@ type PoolOptions struct {
 	MaxFails int
 	// EjectFor is how long an ejected target gets no traffic. 0 means
 	// DefaultEjectFor (30s). When it expires the target is tried again, and a
-	// single further failure ejects it again; a success clears it.
+	// single further failure ejects it again; a success clears it. With
+	// active health checks, HealthCheck.HealthyThreshold passing checks in a
+	// row, all made after the ejection began, end it early (the same rule:
+	// tried again, a single failure ejects it again).
+	//
+	// Only failures the upstream caused count: a connection refused, reset
+	// or closed before the response, a malformed response, a 101 nobody
+	// asked for. Not the client's (a malformed, aborted or too slow request
+	// body, a client that left), not the proxy's timeouts, and not the
+	// gateway running out of file descriptors or memory.
 	EjectFor time.Duration
 	// Retries is how many extra attempts, each on a different target, an
 	// idempotent request gets when its connection was never established
@@ -127,7 +136,7 @@ type TargetStatus struct {
 	// Healthy is the active health-check state (true without health checks).
 	Healthy bool
 	// Available reports whether the target receives traffic now: healthy
-	// and not ejected.
+	// and not ejected. The metric sekisho_upstream_healthy reports this.
 	Available bool
 	// EjectedUntil is when a passive ejection ends; zero when not ejected.
 	EjectedUntil time.Time
@@ -166,9 +175,10 @@ type target struct {
 	fails    atomic.Int32 // consecutive passive failures
 	ejected  atomic.Int64 // ejection end in UnixNano; 0: never ejected
 
-	mu      sync.Mutex // guards the fields below
+	mu      sync.Mutex // guards the fields below, and ejections (failed)
 	hcOK    int        // consecutive passing checks
 	hcFail  int        // consecutive failing checks
+	ejOK    int        // consecutive passing checks since the ejection began
 	lastErr string
 }
 
@@ -382,11 +392,12 @@ func (p *Pool) succeeded(t *target) {
 	}
 }
 
-// failed records a connection failure of t and ejects it after MaxFails in a row.
+// failed records a failure of t that the upstream caused and ejects t
+// after MaxFails in a row.
 func (p *Pool) failed(t *target, err error) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.lastErr = err.Error()
-	t.mu.Unlock()
 	if p.maxFails == 0 {
 		return
 	}
@@ -395,5 +406,6 @@ func (p *Pool) failed(t *target, err error) {
 	}
 	until := p.now().Add(p.ejectFor)
 	t.ejected.Store(until.UnixNano())
+	t.ejOK = 0
 	p.log.Warn("upstream target ejected", "target", t.url.String(), "until", until, "error", err)
 }

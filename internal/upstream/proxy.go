@@ -66,12 +66,43 @@ type ProxyOptions struct {
 	// ModifyResponse is the caller's hook on the upstream response, called
 	// after stream detection; an error answers 502. nil means none.
 	ModifyResponse func(*http.Response) error
+	// Upgrades are the protocols a client may switch a request to
+	// (Upgrade header tokens, compared case-insensitively by name; a
+	// version after "/" is ignored). nil means DefaultUpgrades (WebSocket
+	// only); an empty non-nil slice means none. A request that offers only
+	// other protocols goes upstream as an ordinary request, its Upgrade
+	// header and the "upgrade" token of Connection removed (as nginx does).
+	// "h2c" is never relayed, even if listed (it would let the upstream
+	// serve HTTP/2 requests inside the tunnel, past the gateway's checks),
+	// and HTTP2-Settings is always removed; see CheckUpgrades. A 101
+	// response is relayed only for the protocol the request asked for; any
+	// other 101 is answered 502 and its upstream connection closed.
+	Upgrades []string
+	// BodyTimeout and BodyMinRate bound how slowly a client may send its
+	// request body (mod_reqtimeout's body=BodyTimeout,MinRate=BodyMinRate):
+	// the body must be read in full by BodyTimeout after the proxy began,
+	// plus 1/BodyMinRate seconds for every byte received. On expiry the
+	// proxy stops reading the body, aborts the upstream request (its
+	// connection is closed) and answers 408 through ErrorHandler with an
+	// error wrapping ErrBodyTooSlow; it does not count against the target.
+	// Upgrades (WebSocket) are exempt. BodyTimeout 0 means
+	// DefaultBodyTimeout (30s), negative means no body deadline at all.
+	// BodyMinRate 0 means DefaultBodyMinRate (1024 bytes/s), negative means
+	// the deadline never moves: the whole body within BodyTimeout.
+	BodyTimeout time.Duration
+	BodyMinRate int64
 	// ErrorHandler writes the answer when no upstream response can be
 	// relayed: status is 502 (refused, reset, malformed response), 503
-	// (err wraps ErrNoHealthyUpstream) or 504 (Timeout passed, dial
-	// timeout). r is the client's request as the proxy received it (its
-	// context and headers carry the request id). nil means a plain-text
-	// status line with ErrorHeader set.
+	// (err wraps ErrNoHealthyUpstream, or ErrGatewayOverloaded), 504
+	// (Timeout passed, dial timeout), or the client's failure: 400 (a
+	// malformed request body), 408 (a body too slow, err wraps
+	// ErrBodyTooSlow, or timed out), 413 (a body over an
+	// http.MaxBytesReader limit) and StatusClientClosedRequest (499: the
+	// client left before the answer; nothing reaches it). The client's
+	// failures never count against a target and are logged at Debug; log
+	// them as the client's. r is the client's request as the proxy received
+	// it (its context and headers carry the request id). nil means a
+	// plain-text status line with ErrorHeader set.
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
 	// Logger receives proxy errors. nil discards.
 	Logger *slog.Logger
@@ -102,6 +133,8 @@ type reqState struct {
 	cancel context.CancelCauseFunc
 	// timer is the total timeout's; nil without one.
 	timer *time.Timer
+	// body is the request body's deadline; nil without one.
+	body  *rateBody
 	phase atomic.Int32
 }
 
@@ -110,6 +143,9 @@ type proxy struct {
 	pool         *Pool
 	timeout      time.Duration
 	idle         time.Duration
+	bodyTimeout  time.Duration // <= 0: none
+	bodyMinRate  int64         // <= 0: the deadline does not move
+	upgrades     upgradeFilter
 	streamTypes  []string
 	preserveHost bool
 	rewrite      func(*httputil.ProxyRequest)
@@ -120,7 +156,8 @@ type proxy struct {
 
 // NewProxy returns a streaming reverse proxy to opts.Pool. Responses of
 // type text/event-stream and bodies of unknown length are flushed as they
-// arrive; WebSocket and other upgrades are relayed. When the client's
+// arrive; WebSocket upgrades (and those in opts.Upgrades) are relayed,
+// others are sent as ordinary requests. When the client's
 // request context is cancelled (client gone, server shutdown) a stream ends
 // normally and an upgraded connection is closed; the handler returns.
 func NewProxy(opts ProxyOptions) http.Handler {
@@ -128,6 +165,8 @@ func NewProxy(opts ProxyOptions) http.Handler {
 		pool:         opts.Pool,
 		timeout:      opts.Timeout,
 		idle:         opts.StreamIdleTimeout,
+		bodyTimeout:  opts.BodyTimeout,
+		bodyMinRate:  opts.BodyMinRate,
 		streamTypes:  opts.StreamTypes,
 		preserveHost: opts.PreserveHost,
 		rewrite:      opts.Rewrite,
@@ -141,6 +180,12 @@ func NewProxy(opts ProxyOptions) http.Handler {
 	if h.idle == 0 {
 		h.idle = DefaultStreamIdleTimeout
 	}
+	if h.bodyTimeout == 0 {
+		h.bodyTimeout = DefaultBodyTimeout
+	}
+	if h.bodyMinRate == 0 {
+		h.bodyMinRate = DefaultBodyMinRate
+	}
 	if h.streamTypes == nil {
 		h.streamTypes = DefaultStreamTypes
 	}
@@ -151,6 +196,10 @@ func NewProxy(opts ProxyOptions) http.Handler {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	h.log = h.log.With("component", "proxy")
+	var err error
+	if h.upgrades, err = newUpgradeFilter(opts.Upgrades); err != nil {
+		h.log.Error("upgrades left out", "error", err)
+	}
 	var rt http.RoundTripper = noPool{}
 	if h.pool != nil {
 		rt = ownedPool{h.pool}
@@ -171,17 +220,18 @@ func NewProxy(opts ProxyOptions) http.Handler {
 // stream's connection goroutine waits under it for the stream's whole life
 // (see route.Pipeline.ServeHTTP), so the request's state is set up in begin.
 func (h *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st, out := h.begin(r)
+	st, out := h.begin(w, r)
 	defer st.end()
 	h.rp.ServeHTTP(w, out)
 }
 
 // begin makes the request's state: the context that the proxy's timeouts
-// cancel, the total timeout's timer, and the request handed to ReverseProxy,
-// whose context carries both. end releases them.
+// cancel, the total timeout's timer, the request body's deadline, and the
+// request handed to ReverseProxy, whose context carries them. end releases
+// them.
 //
 //go:noinline
-func (h *proxy) begin(r *http.Request) (*reqState, *http.Request) {
+func (h *proxy) begin(w http.ResponseWriter, r *http.Request) (*reqState, *http.Request) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	st := &reqState{in: r, ctx: ctx, cancel: cancel}
 	if h.timeout > 0 {
@@ -191,7 +241,29 @@ func (h *proxy) begin(r *http.Request) (*reqState, *http.Request) {
 			}
 		})
 	}
-	return st, r.WithContext(st)
+	out := r.WithContext(st)
+	if h.bodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && !h.upgrading(r.Header) {
+		st.body = newRateBody(r.Body, w, h.bodyTimeout, h.bodyMinRate, cancel)
+		out.Body = st.body
+	}
+	return st, out
+}
+
+// upgrading reports whether the client's header h asks for an upgrade the
+// proxy relays: its body is then the upgraded connection, which has no
+// deadline.
+func (h *proxy) upgrading(hd http.Header) bool {
+	if hd["Upgrade"] == nil || !hasToken(hd["Connection"], "upgrade") {
+		return false
+	}
+	for _, v := range hd["Upgrade"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			if h.upgrades.allows(strings.TrimSpace(tok)) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Deadline, Done, Err and Value make reqState a context.
@@ -209,6 +281,9 @@ func (st *reqState) end() {
 	if st.timer != nil {
 		st.timer.Stop()
 	}
+	if st.body != nil {
+		st.body.stop()
+	}
 	st.cancel(nil)
 }
 
@@ -221,6 +296,9 @@ func (h *proxy) rewriteRequest(pr *httputil.ProxyRequest) {
 	if h.rewrite != nil {
 		h.rewrite(pr)
 	}
+	// After the caller's hook, so that nothing it does can relay an
+	// upgrade the route does not allow.
+	h.upgrades.apply(pr.Out.Header)
 }
 
 func (h *proxy) modifyResponse(res *http.Response) error {
@@ -229,8 +307,14 @@ func (h *proxy) modifyResponse(res *http.Response) error {
 			return errTimeout
 		}
 		if res.StatusCode == http.StatusSwitchingProtocols {
-			// ReverseProxy would refuse a mismatch without closing the body.
-			if want, got := upgradeType(res.Request.Header), upgradeType(res.Header); !strings.EqualFold(want, got) {
+			// ReverseProxy would refuse a mismatch without closing the
+			// body. The request's Upgrade is an allowed one (or none):
+			// the upgrade filter made it so.
+			want, got := upgradeType(res.Request.Header), upgradeType(res.Header)
+			if want == "" {
+				return fmt.Errorf("upstream switched to protocol %q for a request that asked for no allowed upgrade", got)
+			}
+			if !strings.EqualFold(want, got) {
 				return fmt.Errorf("upstream switched to protocol %q when %q was requested", got, want)
 			}
 		}
@@ -276,21 +360,42 @@ func (h *proxy) isStream(res *http.Response) bool {
 
 func (h *proxy) errorHandler(w http.ResponseWriter, out *http.Request, err error) {
 	in := out
-	if st, ok := out.Context().Value(stateKey{}).(*reqState); ok {
+	st, _ := out.Context().Value(stateKey{}).(*reqState)
+	if st != nil {
 		in = st.in
 	}
-	status := errorStatus(out.Context(), err)
-	if in.Context().Err() != nil {
-		h.log.Debug("client request ended before the upstream answered", "method", in.Method, "path", in.URL.Path, "error", err)
-	} else {
+	status, client, err := errorStatus(st, in, out.Context(), err)
+	switch {
+	case client:
+		h.log.Debug("client's request failed", "method", in.Method, "path", in.URL.Path, "status", status, "error", err)
+	case errors.Is(err, ErrGatewayOverloaded):
+		h.log.Error("upstream request failed", "method", in.Method, "path", in.URL.Path, "status", status, "error", err)
+	default:
 		h.log.Warn("upstream request failed", "method", in.Method, "path", in.URL.Path, "status", status, "error", err)
 	}
 	h.onError(w, in, status, err)
 }
 
-// errorStatus maps a failed upstream exchange to 502, 503 or 504.
-func errorStatus(ctx context.Context, err error) int {
-	if errors.Is(err, ErrNoHealthyUpstream) {
+// errorStatus maps a failed upstream exchange to the status for the
+// ErrorHandler, and the error to hand it; client reports that the client
+// caused the failure (see ProxyOptions.ErrorHandler). st is nil for a
+// request the proxy did not begin.
+func errorStatus(st *reqState, in *http.Request, ctx context.Context, err error) (status int, client bool, _ error) {
+	var be *RequestBodyError
+	switch {
+	case st != nil && errors.Is(context.Cause(st.ctx), ErrBodyTooSlow):
+		return http.StatusRequestTimeout, true, context.Cause(st.ctx)
+	case errors.As(err, &be):
+		return be.Status(), true, err
+	case in.Context().Err() != nil:
+		return StatusClientClosedRequest, true, err
+	}
+	return upstreamStatus(ctx, err), false, err
+}
+
+// upstreamStatus maps a failed upstream exchange to 502, 503 or 504.
+func upstreamStatus(ctx context.Context, err error) int {
+	if errors.Is(err, ErrNoHealthyUpstream) || errors.Is(err, ErrGatewayOverloaded) {
 		return http.StatusServiceUnavailable
 	}
 	if errors.Is(err, errTimeout) || errors.Is(context.Cause(ctx), errTimeout) ||

@@ -22,6 +22,15 @@ import (
 // [ErrNoHealthyUpstream]; when the targets tried all failed, it is the last
 // transport error. The target counts as in flight until the response
 // body is closed; a 101 response keeps its body an [io.ReadWriteCloser].
+//
+// Only failures the upstream caused count against a target: not a failed
+// read of req's body (the error is a [*RequestBodyError]), not req's
+// context ending (client gone, the proxy's timeouts), not a request that
+// is invalid before it is sent, and not a dial that failed for lack of the
+// gateway's own file descriptors or memory (the error wraps
+// [ErrGatewayOverloaded]; it is not retried). A 101 response to a request
+// that asked for no upgrade is the upstream's failure: its connection is
+// closed and the error is returned instead.
 func (p *Pool) RoundTrip(req *http.Request) (*http.Response, error) {
 	return p.roundTrip(req, false)
 }
@@ -53,13 +62,23 @@ func (p *Pool) roundTrip(req *http.Request, owned bool) (*http.Response, error) 
 				return nil, err
 			}
 		}
+		var body *clientBody
+		out.Body, body = watchBody(out.Body)
 		t.inflight.Add(1)
 		var res *http.Response
 		var err error
 		if t.h1 != nil && fast(out) {
 			res, err = t.h1.roundTrip(out)
+		} else if err = validRequest(out); err != nil {
+			closeRequestBody(out)
+			t.inflight.Add(-1)
+			return nil, err // nothing was sent: no target's fault
 		} else {
 			res, err = p.transport.RoundTrip(out)
+		}
+		if err == nil && res.StatusCode == http.StatusSwitchingProtocols && upgradeType(out.Header) == "" {
+			res.Body.Close()
+			res, err = nil, errUnaskedUpgrade
 		}
 		if err == nil {
 			p.succeeded(t)
@@ -67,9 +86,21 @@ func (p *Pool) roundTrip(req *http.Request, owned bool) (*http.Response, error) 
 			return res, nil
 		}
 		t.inflight.Add(-1)
+		if be := body.err(); be != nil {
+			// The client's body failed: whatever the transport made of
+			// it, not the target's fault.
+			return nil, be
+		}
 		if req.Context().Err() != nil {
 			// The caller gave up (client gone, timeout): not the target's fault.
 			return nil, err
+		}
+		if errors.Is(err, errInvalidRequest) {
+			return nil, err
+		}
+		if gatewayOverloaded(err) {
+			p.log.Error("cannot connect to an upstream: the gateway is out of resources", "target", t.url.String(), "error", err)
+			return nil, fmt.Errorf("upstream pool %q: %w: %w", p.name, ErrGatewayOverloaded, err)
 		}
 		p.failed(t, err)
 		if !neverConnected(err) || !retryable || attempt >= p.retries {
