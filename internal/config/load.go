@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -50,6 +51,11 @@ const MaxFileBytes = 4 << 20
 
 // Load reads, strictly decodes and defaults the config file at path. It does
 // not validate: call Validate for that (as `check` and `serve` both do).
+//
+// A relative data_dir (the default "sekisho-data" included) is resolved
+// against the directory of the config file, not the working directory, so
+// `sekisho user ...` run from another folder opens the same database as
+// `sekisho serve`. Parse, which has no file, leaves it as written.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -63,7 +69,18 @@ func Load(path string) (*Config, error) {
 	if len(data) > MaxFileBytes {
 		return nil, fmt.Errorf("config %s: file is larger than %d bytes", path, MaxFileBytes)
 	}
-	return Parse(path, data)
+	c, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if c.DataDir != "" && !filepath.IsAbs(c.DataDir) {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, fmt.Errorf("config %s: resolve data_dir %q against the config's directory: %w", path, c.DataDir, err)
+		}
+		c.DataDir = filepath.Join(filepath.Dir(abs), c.DataDir)
+	}
+	return c, nil
 }
 
 var lineRE = regexp.MustCompile(`^line (\d+): `)
