@@ -35,6 +35,7 @@ type Options struct {
 // wait up to Options.BusyTimeout for each other.
 type SQLite struct {
 	db       *sql.DB
+	path     string // absolute
 	now      func() time.Time
 	lifetime time.Duration
 }
@@ -89,7 +90,7 @@ func OpenSQLiteOptions(path string, o Options) (*SQLite, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open sqlite %q: %w", abs, err)
 	}
-	s := &SQLite{db: db, now: o.Now, lifetime: o.MaxSessionLifetime}
+	s := &SQLite{db: db, path: abs, now: o.Now, lifetime: o.MaxSessionLifetime}
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -116,6 +117,10 @@ func (s *SQLite) Close() error {
 	}
 	return nil
 }
+
+// Path returns the absolute path of the database file, for messages that
+// must say which store a command opened.
+func (s *SQLite) Path() string { return s.path }
 
 // SchemaVersion returns the highest migration applied to the database.
 func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {

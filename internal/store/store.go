@@ -32,6 +32,7 @@ type Store interface {
 	Users
 	Revocations
 	APIKeys
+	Unlocks
 	// Close releases the database. Calls after Close fail.
 	Close() error
 }
@@ -83,6 +84,39 @@ type Revocations interface {
 	// are never reused after pruning.
 	PruneRevocations(ctx context.Context, now time.Time) (int64, error)
 }
+
+// Unlocks is the log of account unlocks (`sekisho user unlock`) that every
+// replica's sign-in throttle polls (local.Throttle.PollUnlocks) to clear an
+// account's lockout, since the throttle itself lives in each replica's
+// memory. The same ordering rule as for Revocations holds: a row is visible
+// only after every row with a smaller Seq.
+type Unlocks interface {
+	// UnlockUser appends an unlock of the named user at the store's clock.
+	// It fails with an error wrapping ErrNotFound if there is no such
+	// user. Rows older than UnlockKeep are pruned in the same transaction.
+	UnlockUser(ctx context.Context, name string) error
+	// UnlocksSince returns up to UnlockBatch rows with Seq > seq, in
+	// ascending Seq order. Callers loop until a short batch.
+	UnlocksSince(ctx context.Context, seq int64) ([]Unlock, error)
+	// LatestUnlock returns the highest Seq written so far (0 if none): a
+	// poller starts after it, so unlocks from before it started are not
+	// applied to lockouts that began later.
+	LatestUnlock(ctx context.Context) (int64, error)
+}
+
+// Unlock is one row of the unlock log.
+type Unlock struct {
+	Seq  int64
+	User string    // canonical account name
+	At   time.Time // the writer's clock, for logs only
+}
+
+// UnlockBatch bounds how many rows one UnlocksSince call returns.
+const UnlockBatch = 1000
+
+// UnlockKeep is how long an unlock row is kept: pollers read new rows
+// within seconds, so a day leaves room for a replica that was stalled.
+const UnlockKeep = 24 * time.Hour
 
 // RevocationBatch bounds how many rows one RevocationsSince call returns.
 const RevocationBatch = 1000
