@@ -88,11 +88,22 @@
 //
 // Nothing on the path of an ordinary request talks to the provider:
 // sessions are cookies. Discovery is lazy (the gateway starts while the
-// provider is down), cached for Options.DiscoveryTTL, retried no sooner than
-// Options.RetryAfter after a failure, and every provider call (discovery,
-// token, JWKS) is bounded by Options.Timeout (10 s). A sign-in that cannot
-// reach the provider gets a 503 page that names the provider and the request
-// id.
+// provider is down), cached for Options.DiscoveryTTL, and every provider
+// call (discovery, token, JWKS) is bounded by Options.Timeout (10 s).
+//
+// Each provider's reachability is tracked (Handler.Reachable): a call that
+// fails with a connection error, a timeout, a 5xx answer or a broken
+// discovery document marks it unreachable, and it stays so until a call to
+// it succeeds. While it is unreachable, starting a sign-in with it gets a
+// 503 page that names the provider and the request id instead of a redirect
+// to a dead provider, and sign-out does not send the browser there either;
+// after Options.RetryAfter (5 s) the next start probes the discovery
+// document again (one probe shared by all, bounded by Options.Timeout). A
+// sign-in start also probes first when nothing was heard from the provider
+// for RetryAfter, so even with discovery cached the first browser after an
+// outage began is not sent away. A browser that hangs up mid-call does not
+// mark a provider down, and refresh of signed-in sessions treats an outage
+// as nothing (the session stays).
 //
 // The used-state set is in memory, per replica: with several replicas a
 // callback replayed against another replica within the state's 10 minutes

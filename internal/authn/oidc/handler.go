@@ -105,7 +105,7 @@ func New(opts Options) (*Handler, error) {
 			errs = append(errs, fmt.Errorf("oidc provider %q: defined twice", p.Name))
 			continue
 		}
-		h.providers[p.Name] = newProvider(p, &opts)
+		h.providers[p.Name] = newProvider(p, &opts, h.log)
 		h.order = append(h.order, ProviderInfo{Name: p.Name, Label: p.Label})
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -116,6 +116,20 @@ func New(opts Options) (*Handler, error) {
 
 // Providers lists the providers in configuration order, for the sign-in page.
 func (h *Handler) Providers() []ProviderInfo { return append([]ProviderInfo(nil), h.order...) }
+
+// Reachable reports whether the named provider is taken to be reachable, for
+// a metric. It turns false when a call to the provider fails with a
+// connection error, a timeout, a 5xx answer or a broken discovery document
+// (discovery, code exchange, refresh, keys), and true again when a call
+// succeeds; while false, sekisho probes the provider's discovery document at
+// most every Options.RetryAfter, and starting a sign-in with it (or the
+// provider's part of a sign-out) shows the "unreachable" page instead of
+// sending the browser there. Signed-in sessions are unaffected. A provider
+// not contacted yet is reachable; an unknown name is not.
+func (h *Handler) Reachable(name string) bool {
+	p, ok := h.providers[name]
+	return ok && p.reachable()
+}
 
 // StartURL is the path that starts signing in with provider and returns to
 // next (validated again when the flow starts).
@@ -177,7 +191,7 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, name string) {
 		}
 		maxAge = n
 	}
-	d, err := p.discover(r.Context())
+	d, err := p.ready(r.Context())
 	if err != nil {
 		h.unreachable(w, r, p, err)
 		return
@@ -275,11 +289,11 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	idt, err := p.verify(r.Context(), d, rawID)
+	if errors.Is(err, ErrUnreachable) {
+		h.unreachable(w, r, p, err)
+		return
+	}
 	if err != nil {
-		if strings.Contains(err.Error(), "fetching keys") {
-			h.unreachable(w, r, p, fmt.Errorf("%w: %v", ErrUnreachable, err))
-			return
-		}
 		h.fail(w, r, http.StatusBadGateway, "oidc callback: ID token refused: "+safeText(err.Error()), "The identity "+label+" returned could not be verified. Start signing in again.")
 		return
 	}

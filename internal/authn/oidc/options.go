@@ -34,8 +34,8 @@ const (
 	// DefaultDiscoveryTTL is how long discovery is reused when
 	// Options.DiscoveryTTL is 0.
 	DefaultDiscoveryTTL = 5 * time.Minute
-	// DefaultRetryAfter is the wait after a failed discovery when
-	// Options.RetryAfter is 0.
+	// DefaultRetryAfter is how often, at most, a provider's reachability is
+	// checked when Options.RetryAfter is 0.
 	DefaultRetryAfter = 5 * time.Second
 	// DefaultClockSkew is the allowance for the provider's clock when
 	// checking auth_time against max_age.
@@ -130,8 +130,13 @@ type Options struct {
 	// DiscoveryTTL is how long a provider's discovery document is reused
 	// before a new sign-in reads it again. 0 means DefaultDiscoveryTTL (5m).
 	DiscoveryTTL time.Duration
-	// RetryAfter is how long sign-ins fail fast after a failed discovery
-	// before it is tried again. 0 means DefaultRetryAfter (5s).
+	// RetryAfter is how often, at most, sekisho checks that a provider is
+	// reachable: after a failed call to it (connection error, timeout, 5xx)
+	// sign-ins with it fail fast with the "unreachable" page for this long,
+	// then the next one probes its discovery document; and a sign-in start
+	// probes it first when nothing was heard from it for this long, so a
+	// browser is not sent to a provider that went down. A probe waits at
+	// most Timeout. 0 means DefaultRetryAfter (5s).
 	RetryAfter time.Duration
 	// Now is the clock. nil means time.Now.
 	Now func() time.Time

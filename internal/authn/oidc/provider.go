@@ -2,9 +2,13 @@ package oidc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,12 +17,12 @@ import (
 )
 
 // ErrUnreachable wraps every failure to talk to a provider (connection,
-// timeout, a broken discovery document): the user is told the provider is
-// unreachable, and existing sessions are unaffected.
+// timeout, a 5xx answer, a broken discovery document): the user is told the
+// provider is unreachable, and existing sessions are unaffected.
 var ErrUnreachable = errors.New("provider unreachable")
 
 // provider is one configured provider at run time, with its lazily read
-// discovery document.
+// discovery document and what sekisho knows of its reachability.
 type provider struct {
 	opts    ProviderOptions
 	client  *http.Client // the injected transport with the call timeout
@@ -26,12 +30,23 @@ type provider struct {
 	ttl     time.Duration
 	retry   time.Duration
 	now     func() time.Time
+	log     *slog.Logger
 
-	mu        sync.Mutex
-	disc      *discovered
-	discAt    time.Time
-	lastErr   error
-	lastErrAt time.Time
+	mu      sync.Mutex
+	disc    *discovered
+	discAt  time.Time
+	heardAt time.Time  // the last call that succeeded
+	downErr error      // not nil: unreachable, until a call succeeds
+	downAt  time.Time  // the last call that failed while down
+	probing *probeCall // the discovery read or probe in flight
+}
+
+// probeCall is one discovery read (or probe) in flight; everyone who needs
+// it waits for the same one.
+type probeCall struct {
+	done chan struct{}
+	disc *discovered // set before done is closed
+	err  error
 }
 
 // discovered is what discovery tells about a provider.
@@ -41,7 +56,7 @@ type discovered struct {
 	endSession string // "" when the provider does not support RP-initiated logout
 }
 
-func newProvider(p ProviderOptions, o *Options) *provider {
+func newProvider(p ProviderOptions, o *Options, log *slog.Logger) *provider {
 	base := o.HTTPClient
 	if base == nil {
 		base = &http.Client{}
@@ -53,6 +68,7 @@ func newProvider(p ProviderOptions, o *Options) *provider {
 		ttl:     o.DiscoveryTTL,
 		retry:   o.RetryAfter,
 		now:     o.Now,
+		log:     log,
 	}
 }
 
@@ -63,29 +79,153 @@ func (p *provider) ctx(parent context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(ctx, p.timeout)
 }
 
-// discover returns the provider's discovery, reading it when it was never
-// read or is older than the TTL. After a failure it fails fast, without a
-// network call, until RetryAfter has passed; so a provider outage costs each
-// sign-in at most one timeout per RetryAfter, and the gateway starts
-// whether or not the provider is up.
-func (p *provider) discover(parent context.Context) (*discovered, error) {
+// discover returns the provider's discovery for a call to it (code
+// exchange, refresh): the cached one while younger than the TTL, whatever
+// the reachability (the call itself tells), else a new read.
+func (p *provider) discover(ctx context.Context) (*discovered, error) { return p.get(ctx, false) }
+
+// ready returns the provider's discovery before the browser is sent there
+// (sign-in start, RP-initiated logout): it fails while the provider is
+// unreachable, and probes it first when nothing was heard from it for
+// RetryAfter, so a browser is not sent to a provider that is down.
+func (p *provider) ready(ctx context.Context) (*discovered, error) { return p.get(ctx, true) }
+
+// get is discover (live false) and ready (live true). After a failure it
+// fails fast, without a network call, until RetryAfter has passed; then one
+// read of the discovery document (a probe) decides, shared by every caller
+// and bounded by the call timeout: so an outage costs at most one timeout
+// per RetryAfter, a flood of sign-ins probes once, and the gateway starts
+// whether or not the provider is up. A caller that gives up (ctx) stops
+// waiting; the probe goes on and still counts.
+func (p *provider) get(ctx context.Context, live bool) (*discovered, error) {
+	p.mu.Lock()
+	now := p.now()
+	fresh := p.disc != nil && now.Sub(p.discAt) < p.ttl
+	switch {
+	case fresh && !live,
+		fresh && p.downErr == nil && now.Sub(p.heardAt) < p.retry:
+		d := p.disc
+		p.mu.Unlock()
+		return d, nil
+	case p.downErr != nil && now.Sub(p.downAt) < p.retry:
+		err := p.downErr
+		p.mu.Unlock()
+		return nil, err
+	}
+	c := p.probing
+	if c == nil {
+		c = &probeCall{done: make(chan struct{})}
+		p.probing = c
+		go p.probe(context.WithoutCancel(ctx), c, !fresh)
+	}
+	p.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.disc, c.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %s: gave up waiting for discovery: %v", ErrUnreachable, p.opts.Issuer, context.Cause(ctx))
+	}
+}
+
+// probe reads the discovery document: all of it (full: a new verifier and
+// key cache) when the cached one is missing or stale, else just a check that
+// it is served, and records the outcome.
+func (p *provider) probe(ctx context.Context, c *probeCall, full bool) {
+	defer close(c.done)
+	var d *discovered
+	var err error
+	if full {
+		d, err = p.fetch(ctx)
+	} else {
+		err = p.ping(ctx)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	now := p.now()
-	if p.disc != nil && now.Sub(p.discAt) < p.ttl {
-		return p.disc, nil
-	}
-	if p.lastErr != nil && now.Sub(p.lastErrAt) < p.retry {
-		return nil, p.lastErr
-	}
-	d, err := p.fetch(parent)
+	p.probing = nil
 	if err != nil {
-		p.lastErr = fmt.Errorf("%w: discovery of %s: %v", ErrUnreachable, p.opts.Issuer, err)
-		p.lastErrAt = now
-		return nil, p.lastErr
+		c.err = p.failedLocked(fmt.Errorf("%w: discovery of %s: %v", ErrUnreachable, p.opts.Issuer, err))
+		return
 	}
-	p.disc, p.discAt, p.lastErr = d, now, nil
-	return d, nil
+	if full {
+		p.disc, p.discAt = d, p.now()
+	}
+	c.disc = p.disc
+	p.heardLocked()
+}
+
+// reachable reports false from a failed call until one succeeds.
+func (p *provider) reachable() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.downErr == nil
+}
+
+// heard records a call that succeeded: the provider is reachable.
+func (p *provider) heard() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.heardLocked()
+}
+
+func (p *provider) heardLocked() {
+	if p.downErr != nil {
+		p.log.Info("provider reachable again: sign-ins resume", "provider", p.opts.Name)
+	}
+	p.downErr, p.heardAt = nil, p.now()
+}
+
+// failed records err, the outcome of a call made for parent: when it wraps
+// ErrUnreachable the provider is unreachable from now on, until a call
+// succeeds. A caller that gave up (parent done: the browser went away) tells
+// nothing about the provider, so it cannot mark it down. failed returns err.
+func (p *provider) failed(parent context.Context, err error) error {
+	if err == nil || !errors.Is(err, ErrUnreachable) || parent.Err() != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failedLocked(err)
+}
+
+func (p *provider) failedLocked(err error) error {
+	if p.downErr == nil {
+		p.log.Warn("provider unreachable: new sign-ins get the unreachable page until it answers again",
+			"provider", p.opts.Name, "err", err)
+	}
+	p.downErr, p.downAt = err, p.now()
+	return err
+}
+
+// maxDiscovery bounds the discovery document a probe reads.
+const maxDiscovery = 1 << 20
+
+// ping checks that the discovery document is served and names our issuer,
+// keeping the cached discovery and its key cache.
+func (p *provider) ping(parent context.Context) error {
+	ctx, cancel := context.WithTimeout(parent, p.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimSuffix(p.opts.Issuer, "/")+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("discovery answered %s", resp.Status)
+	}
+	var doc struct {
+		Issuer string `json:"issuer"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxDiscovery)).Decode(&doc); err != nil {
+		return fmt.Errorf("discovery document: %v", err)
+	}
+	if doc.Issuer != p.opts.Issuer {
+		return fmt.Errorf("discovery document names issuer %q", doc.Issuer)
+	}
+	return nil
 }
 
 func (p *provider) fetch(parent context.Context) (*discovered, error) {
@@ -125,28 +265,44 @@ func (p *provider) oauth2Config(d *discovered, redirectURL string) *oauth2.Confi
 
 // exchange trades the code for tokens. A refusal by the provider
 // (*oauth2.RetrieveError) is returned as is; anything else (connection,
-// timeout) wraps ErrUnreachable.
+// timeout, a 5xx answer) wraps ErrUnreachable and marks the provider down.
 func (p *provider) exchange(parent context.Context, d *discovered, redirectURL, code, verifier string) (*oauth2.Token, error) {
 	ctx, cancel := p.ctx(parent)
 	defer cancel()
 	tok, err := p.oauth2Config(d, redirectURL).Exchange(ctx, code, oauth2.VerifierOption(verifier))
-	return tok, classify(err)
+	return tok, p.outcome(parent, classify(err))
 }
 
-// verify checks an ID token's signature, issuer, audience and expiry.
+// verify checks an ID token's signature, issuer, audience and expiry. A
+// failure to fetch the provider's keys wraps ErrUnreachable and marks the
+// provider down.
 func (p *provider) verify(parent context.Context, d *discovered, raw string) (*gooidc.IDToken, error) {
 	ctx, cancel := p.ctx(parent)
 	defer cancel()
-	return d.verifier.Verify(ctx, raw)
+	idt, err := d.verifier.Verify(ctx, raw)
+	if err != nil && strings.Contains(err.Error(), "fetching keys") { // go-oidc does not wrap it
+		return nil, p.failed(parent, fmt.Errorf("%w: keys of %s: %v", ErrUnreachable, p.opts.Issuer, err))
+	}
+	return idt, err
 }
 
-// refresh uses a refresh token.
+// refresh uses a refresh token; errors as for exchange.
 func (p *provider) refresh(parent context.Context, d *discovered, refreshToken string) (*oauth2.Token, error) {
 	ctx, cancel := p.ctx(parent)
 	defer cancel()
 	src := p.oauth2Config(d, "").TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken, Expiry: time.Unix(1, 0)})
 	tok, err := src.Token()
-	return tok, classify(err)
+	return tok, p.outcome(parent, classify(err))
+}
+
+// outcome records the outcome of a token endpoint call: any answer but a
+// 5xx (a refusal too) shows the provider is reachable.
+func (p *provider) outcome(parent context.Context, err error) error {
+	if !errors.Is(err, ErrUnreachable) {
+		p.heard()
+		return err
+	}
+	return p.failed(parent, err)
 }
 
 func classify(err error) error {

@@ -124,6 +124,9 @@ func (h *Handler) Refresh(ctx context.Context, s session.Session) (session.Sessi
 	}
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
 		idt, err := p.verify(ctx, d, raw)
+		if errors.Is(err, ErrUnreachable) {
+			return s, err // keys unavailable: an outage, not a refusal
+		}
 		if err != nil {
 			return s, fmt.Errorf("%w: %s returned an ID token that does not verify: %v", ErrRefreshRefused, p.opts.Name, err)
 		}
@@ -162,7 +165,9 @@ func (h *Handler) Refresh(ctx context.Context, s session.Session) (session.Sessi
 // discovery lists one, otherwise sekisho's signed-out page saying that the
 // user is still signed in at the provider. r is the logout request (for the
 // host). It returns ErrNotOIDC for sessions of other providers (local).
-// It never fails because the provider is down: that gives the local page.
+// It never fails because the provider is down: that gives the local page,
+// saying that the provider cannot be reached, so the browser is not sent to
+// a dead provider.
 func (h *Handler) EndSession(r *http.Request, s session.Session) (string, error) {
 	p, ok := h.providers[s.Provider]
 	if !ok {
@@ -179,8 +184,11 @@ func (h *Handler) EndSession(r *http.Request, s session.Session) (string, error)
 		}
 	}
 	local := SignedOutPath + "?provider=" + url.QueryEscape(p.opts.Name)
-	d, err := p.discover(ctx)
-	if err != nil || d.endSession == "" {
+	d, err := p.ready(ctx)
+	if err != nil {
+		return local + "&unreachable=1", nil
+	}
+	if d.endSession == "" {
 		return local, nil
 	}
 	u, err := url.Parse(d.endSession)
@@ -205,9 +213,14 @@ func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) {
 	info := reqinfo.From(r.Context())
 	info.Reason = "signed-out page"
 	msg := "You are signed out of sekisho and of your sign-in provider."
-	if p, ok := h.providers[r.URL.Query().Get("provider")]; ok {
+	q := r.URL.Query()
+	if p, ok := h.providers[q.Get("provider")]; ok {
 		msg = "You are signed out of sekisho only. You are still signed in at " + p.opts.Label +
 			", which does not support signing out from here: sign out there too, or close the browser, before someone else uses this computer."
+		if q.Get("unreachable") == "1" {
+			msg = "You are signed out of sekisho only. " + p.opts.Label + " cannot be reached right now, so you are still signed in there: " +
+				"sign out there later, or close the browser, before someone else uses this computer."
+		}
 	}
 	web.Render(w, r, 0, "error.html", map[string]any{"Title": "Signed out", "Message": msg})
 }
