@@ -149,7 +149,7 @@ func TestRealProviderMaxAge(t *testing.T) {
 func cookieSession(t *testing.T, c *http.Client, g *gateway) session.Session {
 	t.Helper()
 	u, _ := url.Parse(g.URL)
-	req := &http.Request{Header: http.Header{}}
+	req := &http.Request{Host: u.Host, Header: http.Header{}}
 	for _, ck := range c.Jar.Cookies(u) {
 		req.AddCookie(ck)
 	}
