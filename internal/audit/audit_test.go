@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -162,11 +163,11 @@ func TestLogAppliesBackPressureNeverDrops(t *testing.T) {
 		close(logged)
 	}()
 	<-w.entered
-	// Wait until the buffer is full; the logging goroutine must then be
+	// Wait until Log waits for room; the logging goroutine must then be
 	// held, not finished (it has twice MaxBuffered to log).
 	for {
 		l.mu.Lock()
-		full := len(l.buf) >= MaxBuffered
+		full := l.waiting > 0 && l.pendingBytes+100 > MaxBuffered
 		l.mu.Unlock()
 		if full {
 			break
@@ -195,7 +196,7 @@ type failingWriter struct{}
 func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }
 
 func TestWriteErrorSurfacesOnFlushAndClose(t *testing.T) {
-	l := New(failingWriter{})
+	l := NewWithOptions(failingWriter{}, Options{CloseTimeout: 50 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
 	numbered(l, 0, 3)
 	if err := l.Flush(); err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Fatalf("Flush = %v, want the writer's error", err)

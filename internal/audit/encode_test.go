@@ -348,6 +348,8 @@ func logWithMarshal(l *Logger, e *Entry) {
 	}
 	l.mu.Lock()
 	l.buf = append(append(l.buf, b...), '\n')
+	l.pendingBytes += len(b) + 1
+	l.pendingLines++
 	l.mu.Unlock()
 }
 
