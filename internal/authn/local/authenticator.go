@@ -25,8 +25,44 @@ var ErrLocked = errors.New("too many failed sign-in attempts; try again later")
 // LockedError is returned by Login while the throttle refuses attempts.
 type LockedError struct {
 	// RetryAfter is how long until attempts are accepted again, for a
-	// Retry-After header.
+	// Retry-After header: the longer of Account and Address.
 	RetryAfter time.Duration
+	// Account and Address are how long the account and the client address
+	// each stay locked; zero means that one is not locked.
+	Account, Address time.Duration
+}
+
+// Message is the sentence for the sign-in page: which lock holds and the
+// real remaining wait ("... Try again in 14 minutes."). It names no cause
+// an attacker could use: every well-formed user name, existing or not, is
+// locked the same way.
+func (e *LockedError) Message() string {
+	var who string
+	switch {
+	case e.Account > 0 && e.Address > 0:
+		who = "for this account and from your network"
+	case e.Address > 0:
+		who = "from your network"
+	default:
+		who = "for this account"
+	}
+	return "Too many failed sign-in attempts " + who + ". Try again in " + waitText(e.RetryAfter) + "."
+}
+
+// waitText rounds d up to whole minutes ("14 minutes", "1 minute"), or to
+// seconds under a minute ("40 seconds").
+func waitText(d time.Duration) string {
+	unit, n := "second", int64((d+time.Second-1)/time.Second)
+	if d >= time.Minute {
+		unit, n = "minute", int64((d+time.Minute-1)/time.Minute)
+	}
+	if n < 1 {
+		n = 1
+	}
+	if n != 1 {
+		unit += "s"
+	}
+	return strconv.FormatInt(n, 10) + " " + unit
 }
 
 // Error returns the user-facing text with the wait rounded up to seconds.
@@ -88,8 +124,8 @@ func (a *Authenticator) Login(ctx context.Context, username, password, clientIP 
 	if nameErr != nil {
 		name = "" // not tracked per account: it cannot exist
 	}
-	if ok, wait := a.throttle.Allowed(name, clientIP); !ok {
-		return identity.Identity{}, &LockedError{RetryAfter: wait}
+	if account, address := a.throttle.Locked(name, clientIP); account > 0 || address > 0 {
+		return identity.Identity{}, &LockedError{RetryAfter: max(account, address), Account: account, Address: address}
 	}
 	fail := func(cause error) (identity.Identity, error) {
 		a.throttle.Fail(name, clientIP)

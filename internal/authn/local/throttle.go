@@ -32,8 +32,10 @@ type ThrottleOptions struct {
 // Throttle counts failed logins per account and per client address and
 // locks either out for a while after too many. It is in memory and per
 // replica: with N replicas behind a balancer an attacker gets up to N times
-// the budget, and a restart forgets every count. It is safe for concurrent
-// use. A nil *Throttle allows everything.
+// the budget, and a restart forgets every count. An operator lifts an
+// account's lockout from another process through the store's unlock log,
+// which PollUnlocks applies. It is safe for concurrent use. A nil
+// *Throttle allows everything.
 //
 // Memory is bounded by MaxEntries per kind. Accounts and addresses are kept
 // apart so a flood of made-up user names cannot evict an address's count;
@@ -87,16 +89,22 @@ func NewThrottle(o ThrottleOptions) *Throttle {
 // account. It does not count anything; call Fail or Succeed after checking
 // the password.
 func (t *Throttle) Allowed(user, ip string) (ok bool, retryAfter time.Duration) {
+	account, address := t.Locked(user, ip)
+	retryAfter = max(account, address)
+	return retryAfter == 0, retryAfter
+}
+
+// Locked returns how long the account and, separately, the client address
+// stay locked (zero: not locked), so a sign-in page can say which lock
+// holds and for how long. An empty user is not tracked per account.
+func (t *Throttle) Locked(user, ip string) (account, address time.Duration) {
 	if t == nil {
-		return true, 0
+		return 0, 0
 	}
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for _, w := range []time.Duration{t.users.lockedFor(user, now), t.ips.lockedFor(IPKey(ip), now)} {
-		retryAfter = max(retryAfter, w)
-	}
-	return retryAfter == 0, retryAfter
+	return t.users.lockedFor(user, now), t.ips.lockedFor(IPKey(ip), now)
 }
 
 // Fail records a failed login for user from ip.
@@ -117,6 +125,20 @@ func (t *Throttle) Fail(user, ip string) {
 // cleared. The address's count is kept on purpose, or an attacker holding
 // one valid account could reset it between guesses at others.
 func (t *Throttle) Succeed(user, ip string) {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.users.remove(user)
+}
+
+// Unlock clears the account's lockout and failure count (`sekisho user
+// unlock`, applied by PollUnlocks). Address counts are untouched on
+// purpose: unlocking an account an attacker locked does not lift the
+// attacker's address lockout nor reset its count, and new failures lock
+// the account again.
+func (t *Throttle) Unlock(user string) {
 	if t == nil {
 		return
 	}
