@@ -12,7 +12,11 @@ import (
 )
 
 // Sessions authenticates by the sealed session cookie. A stale-but-valid
-// session gets a refreshed cookie (sliding idle timeout), written to w.
+// session gets a refreshed cookie (sliding idle timeout), written to w,
+// bound to the same host or sign-in domain as before. A cookie bound to
+// another host than the request's (session.ErrWrongHost: replayed from
+// another app of the gateway) is a refused credential, so the browser is
+// sent to sign in on this host.
 type Sessions struct {
 	Codec *session.Codec
 	// Refresh, when set, is told of each session whose cookie is refreshed,

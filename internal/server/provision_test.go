@@ -83,7 +83,7 @@ func signIn(t *testing.T, h http.Handler, user, pass string) *http.Cookie {
 }
 
 func statusWith(h http.Handler, ck *http.Cookie) int {
-	r := httptest.NewRequest("GET", "/", nil)
+	r := httptest.NewRequest("GET", "http://127.0.0.1/", nil) // the host signIn's httptest server issued the cookie on
 	r.AddCookie(ck)
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)

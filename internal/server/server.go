@@ -188,7 +188,7 @@ func (s *Server) provisionSessions() error {
 	}
 	s.sessions, err = session.NewCodec(session.Options{
 		Keyring: ring, Secure: cfg.SecureCookies(), Lifetime: cfg.Session.Lifetime.D(),
-		IdleTimeout: cfg.Session.IdleTimeout.D(), Now: s.opts.Now, Revocations: s.revoked,
+		IdleTimeout: cfg.Session.IdleTimeout.D(), Now: s.opts.Now, Revocations: s.revoked, SignInDomain: cfg.Session.SignInDomain,
 	})
 	return err
 }
@@ -251,7 +251,7 @@ func (s *Server) provisionRoutes() error {
 	if err != nil {
 		return err
 	}
-	own := []string{s.sessions.CookieName(), "sekisho-csrf", "__Host-sekisho-csrf"}
+	own := append(s.sessions.CookieNames(), "sekisho-csrf", "__Host-sekisho-csrf")
 	strip, err := route.NewStripList(cfg.StripHeaders)
 	if err != nil {
 		return err

@@ -31,6 +31,11 @@ const (
 	// The __Host- prefix makes browsers refuse the cookie unless it is Secure,
 	// has Path=/ and no Domain, so a sibling subdomain cannot plant it.
 	SecureCookieName = "__Host-sekisho"
+	// DomainCookieName is the default cookie name when Options.Secure is
+	// true and Options.SignInDomain is set: a cookie with a Domain cannot
+	// have the __Host- prefix, and __Secure- still makes browsers refuse it
+	// unless it is Secure.
+	DomainCookieName = "__Secure-sekisho"
 	// InsecureCookieName is the default cookie name when Options.Secure is false.
 	InsecureCookieName = "sekisho"
 )
@@ -48,6 +53,10 @@ var (
 	ErrExpired = errors.New("session expired")
 	// ErrRevoked: the session or all of its user's earlier sessions were revoked.
 	ErrRevoked = errors.New("session revoked")
+	// ErrWrongHost: the session is authentic but bound to another host (or
+	// to a sign-in domain the request's host is not under): a cookie
+	// replayed from one host of the gateway on another.
+	ErrWrongHost = errors.New("session bound to another host")
 )
 
 // Options configure a Codec. Only Keyring is required.
@@ -58,9 +67,18 @@ type Options struct {
 	// listener serves HTTPS; false is only for plain-HTTP development.
 	Secure bool
 	// CookieName is the cookie's name. "" means SecureCookieName when Secure
-	// and InsecureCookieName otherwise. A name with the __Host- or __Secure-
-	// prefix requires Secure.
+	// (DomainCookieName with a SignInDomain) and InsecureCookieName
+	// otherwise. A name with the __Host- or __Secure- prefix requires
+	// Secure; __Host- cannot be used with a SignInDomain.
 	CookieName string
+	// SignInDomain, such as "example.com", shares one sign-in among the
+	// domain and every host under it: a session issued on such a host is
+	// bound to the domain and its cookie is set with Domain=SignInDomain,
+	// so the browser sends it to all of them. A session issued on a host
+	// outside the domain stays bound to that one host. "" (the default):
+	// every session is bound to the host it was issued on and its cookie
+	// has no Domain.
+	SignInDomain string
 	// Lifetime is the absolute session lifetime counted from IssuedAt; the
 	// user signs in again after it. 0 means DefaultLifetime (12h).
 	Lifetime time.Duration
@@ -81,6 +99,7 @@ type Options struct {
 type Codec struct {
 	keyring     *Keyring
 	name        string
+	domain      string // canonical SignInDomain, or ""
 	ad          []byte // additional data: binds the cookie name
 	secure      bool
 	lifetime    time.Duration
@@ -140,9 +159,20 @@ func NewCodec(opts Options) (*Codec, error) {
 		now:         opts.Now,
 		revocations: opts.Revocations,
 	}
+	if opts.SignInDomain != "" {
+		d, err := signInDomain(opts.SignInDomain)
+		if err != nil {
+			return nil, err
+		}
+		c.domain = d
+	}
 	if c.name == "" {
-		c.name = InsecureCookieName
-		if c.secure {
+		switch {
+		case !c.secure:
+			c.name = InsecureCookieName
+		case c.domain != "":
+			c.name = DomainCookieName
+		default:
 			c.name = SecureCookieName
 		}
 	}
@@ -151,6 +181,9 @@ func NewCodec(opts Options) (*Codec, error) {
 	}
 	if !c.secure && (strings.HasPrefix(c.name, "__Host-") || strings.HasPrefix(c.name, "__Secure-")) {
 		return nil, fmt.Errorf("session: cookie name %q needs Secure (browsers drop __Host-/__Secure- cookies without it)", c.name)
+	}
+	if c.domain != "" && strings.HasPrefix(c.name, "__Host-") {
+		return nil, fmt.Errorf("session: cookie name %q cannot be used with sign-in domain %q (browsers drop __Host- cookies that have a Domain; use __Secure-)", c.name, c.domain)
 	}
 	switch {
 	case c.lifetime < 0:
@@ -199,12 +232,34 @@ func validCookieName(name string) bool {
 // CookieName returns the name of the session cookie.
 func (c *Codec) CookieName() string { return c.name }
 
+// CookieNames returns CookieName and its variants with the __Host- and
+// __Secure- prefixes and without a prefix: every name the session cookie
+// has had under some configuration. A gateway strips them all from requests
+// to upstreams, so no session cookie ever reaches an app, whatever the
+// configuration was when it was set.
+func (c *Codec) CookieNames() []string {
+	base := c.name
+	for _, p := range [...]string{"__Host-", "__Secure-"} {
+		if b, ok := strings.CutPrefix(base, p); ok {
+			base = b
+			break
+		}
+	}
+	return []string{c.name, "__Host-" + base, "__Secure-" + base, base}
+}
+
+// SignInDomain returns the canonical sign-in domain, or "" when sessions
+// are bound to single hosts.
+func (c *Codec) SignInDomain() string { return c.domain }
+
 // nowSec is the clock truncated to whole seconds, in UTC.
 func (c *Codec) nowSec() time.Time { return time.Unix(c.now().Unix(), 0).UTC() }
 
-// New starts a session for id with a fresh ID and IssuedAt = LastSeen = now.
+// New starts a session for id with a fresh ID and IssuedAt = LastSeen = now,
+// bound to host (pass r.Host of the request that signs the user in): to the
+// sign-in domain when host is under it, otherwise to host's canonical form.
 // A zero id.AuthTime means now. It does not set a cookie; call Issue.
-func (c *Codec) New(id identity.Identity) Session {
+func (c *Codec) New(id identity.Identity, host string) Session {
 	now := c.nowSec()
 	auth := now
 	if !id.AuthTime.IsZero() {
@@ -216,10 +271,20 @@ func (c *Codec) New(id identity.Identity) Session {
 		Email:    id.Email,
 		Groups:   append([]string(nil), id.Groups...),
 		Provider: id.Provider,
+		Host:     c.bindTo(host),
 		AuthTime: auth,
 		IssuedAt: now,
 		LastSeen: now,
 	}
+}
+
+// bindTo returns what a session issued on host is bound to (Session.Host).
+func (c *Codec) bindTo(host string) string {
+	h := CanonicalHost(host)
+	if c.domain != "" && underDomain(h, c.domain) {
+		return "." + c.domain
+	}
+	return h
 }
 
 // Seal returns the cookie value for s. It fails if s.ID is not a session ID
@@ -238,10 +303,11 @@ func (c *Codec) Seal(s Session) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(c.keyring.Seal(pt, c.ad)), nil
 }
 
-// Open decodes and checks a cookie value: authenticity, cookie name, clock
-// skew, absolute lifetime, idle timeout and revocation. The error wraps
-// ErrInvalid, ErrExpired or ErrRevoked.
-func (c *Codec) Open(value string) (Session, error) {
+// Open decodes and checks a cookie value sent to host (a Host header):
+// authenticity, cookie name, the host binding, clock skew, absolute
+// lifetime, idle timeout and revocation. The error wraps ErrInvalid,
+// ErrWrongHost, ErrExpired or ErrRevoked.
+func (c *Codec) Open(value, host string) (Session, error) {
 	if len(c.name)+1+len(value) > MaxCookieBytes {
 		return Session{}, fmt.Errorf("%w: %d bytes, over the %d-byte limit", ErrInvalid, len(value), MaxCookieBytes)
 	}
@@ -249,7 +315,7 @@ func (c *Codec) Open(value string) (Session, error) {
 		return Session{}, fmt.Errorf("%w: empty value", ErrInvalid)
 	}
 	if s, ok := c.opened.get(value); ok {
-		if err := c.check(s); err != nil {
+		if err := c.check(s, host); err != nil {
 			return Session{}, err
 		}
 		s.Groups = slices.Clone(s.Groups) // the cached copy stays as it was opened
@@ -270,14 +336,18 @@ func (c *Codec) Open(value string) (Session, error) {
 	cached := s
 	cached.Groups = slices.Clone(s.Groups)
 	c.opened.put(strings.Clone(value), cached)
-	if err := c.check(s); err != nil {
+	if err := c.check(s, host); err != nil {
 		return Session{}, err
 	}
 	return s, nil
 }
 
-// check applies the time rules and revocation to an authentic session.
-func (c *Codec) check(s Session) error {
+// check applies the host binding, the time rules and revocation to an
+// authentic session sent to host.
+func (c *Codec) check(s Session, host string) error {
+	if err := c.checkHost(s, host); err != nil {
+		return err
+	}
 	now := c.now()
 	latest := now.Add(c.skew)
 	switch {
@@ -297,8 +367,29 @@ func (c *Codec) check(s Session) error {
 	return nil
 }
 
-// Read returns the request's session. A request without the cookie gives
-// ErrNoSession; otherwise errors are as for Open.
+// checkHost refuses a session sent to a host it is not bound to. A session
+// bound to a sign-in domain is accepted only while that is still the
+// codec's domain, on the domain and on hosts under it.
+func (c *Codec) checkHost(s Session, host string) error {
+	h := CanonicalHost(host)
+	if d, ok := strings.CutPrefix(s.Host, "."); ok {
+		if d != c.domain {
+			return fmt.Errorf("%w: session of sign-in domain %q, which is not this gateway's (%q)", ErrWrongHost, d, c.domain)
+		}
+		if !underDomain(h, d) {
+			return fmt.Errorf("%w: session of sign-in domain %q sent to host %q outside it", ErrWrongHost, d, h)
+		}
+		return nil
+	}
+	if s.Host != h {
+		return fmt.Errorf("%w: session issued on host %q sent to host %q", ErrWrongHost, s.Host, h)
+	}
+	return nil
+}
+
+// Read returns the request's session, checked against the request's Host
+// header (r.Host, the host the router matched the route on). A request
+// without the cookie gives ErrNoSession; otherwise errors are as for Open.
 //
 // Two or more cookies with the session's name are refused as ErrInvalid
 // rather than tried in turn: a second cookie is how an attacker on a sibling
@@ -328,7 +419,7 @@ func (c *Codec) Read(r *http.Request) (Session, error) {
 	if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
 		value = value[1 : len(value)-1]
 	}
-	return c.Open(value)
+	return c.Open(value, r.Host)
 }
 
 // NeedsRefresh reports whether s, just returned by Read, should be re-issued
@@ -350,9 +441,19 @@ func (c *Codec) Refresh(w http.ResponseWriter, s Session) (Session, error) {
 }
 
 // Issue sets the session cookie on w: Path=/, HttpOnly, SameSite=Lax, Secure
-// when configured, no Domain, Max-Age the remaining absolute lifetime. It
-// fails without touching w if s cannot be sealed or has already expired.
+// when configured, Max-Age the remaining absolute lifetime, and
+// Domain=SignInDomain for a session bound to the sign-in domain (no Domain
+// otherwise, so the browser sends it to the issuing host only). It fails
+// without touching w if s cannot be sealed, has already expired or is
+// bound to a sign-in domain that is not the codec's.
 func (c *Codec) Issue(w http.ResponseWriter, s Session) error {
+	domain := ""
+	if d, ok := strings.CutPrefix(s.Host, "."); ok {
+		if d != c.domain {
+			return fmt.Errorf("session: issue: session of sign-in domain %q, which is not this gateway's (%q)", d, c.domain)
+		}
+		domain = d
+	}
 	remaining := s.IssuedAt.Add(c.lifetime).Sub(c.now())
 	if remaining < time.Second {
 		return fmt.Errorf("session: issue: %w: absolute lifetime %s passed", ErrExpired, c.lifetime)
@@ -361,20 +462,27 @@ func (c *Codec) Issue(w http.ResponseWriter, s Session) error {
 	if err != nil {
 		return err
 	}
-	http.SetCookie(w, c.cookie(value, int(remaining/time.Second)))
+	http.SetCookie(w, c.cookie(value, domain, int(remaining/time.Second)))
 	return nil
 }
 
-// Clear deletes the session cookie on w (Max-Age=0, same attributes).
+// Clear deletes the session cookie on w (Max-Age=0, same attributes). With
+// a sign-in domain it deletes both the domain's cookie and a host-only one
+// (a session issued on a host outside the domain): a browser ignores the
+// one that does not apply.
 func (c *Codec) Clear(w http.ResponseWriter) {
-	http.SetCookie(w, c.cookie("", -1))
+	if c.domain != "" {
+		http.SetCookie(w, c.cookie("", c.domain, -1))
+	}
+	http.SetCookie(w, c.cookie("", "", -1))
 }
 
-func (c *Codec) cookie(value string, maxAge int) *http.Cookie {
+func (c *Codec) cookie(value, domain string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     c.name,
 		Value:    value,
 		Path:     "/",
+		Domain:   domain,
 		MaxAge:   maxAge,
 		Secure:   c.secure,
 		HttpOnly: true,

@@ -17,7 +17,7 @@ import (
 func TestRoundTrip(t *testing.T) {
 	clk := newClock()
 	c := testCodec(t, Options{Secure: true, Now: clk.Now})
-	s := c.New(alice())
+	s := c.New(alice(), testHost)
 	ck := issue(t, c, s)
 	got, err := c.Read(requestWith("other=1; " + ck.Name + "=" + ck.Value + "; theme=dark"))
 	if err != nil {
@@ -44,7 +44,7 @@ func TestNewSession(t *testing.T) {
 	c := testCodec(t, Options{Now: clk.Now})
 	id := alice()
 	id.AuthTime = time.Time{}
-	a, b := c.New(id), c.New(id)
+	a, b := c.New(id, testHost), c.New(id, testHost)
 	if a.ID == b.ID {
 		t.Errorf("two sessions got the same ID %q", a.ID)
 	}
@@ -79,7 +79,7 @@ func TestCookieAttributes(t *testing.T) {
 			tc.opts.Now = clk.Now
 			tc.opts.Lifetime = 2 * time.Hour
 			c := testCodec(t, tc.opts)
-			s := c.New(alice())
+			s := c.New(alice(), testHost)
 			clk.Advance(30 * time.Minute)
 			rec := httptest.NewRecorder()
 			if err := c.Issue(rec, s); err != nil {
@@ -225,7 +225,7 @@ func TestRead(t *testing.T) {
 			return []string{name + "=" + e.good + strings.Repeat("A", MaxCookieBytes)}
 		}, want: ErrInvalid, msg: "over the 1024-byte limit"},
 		{name: "duplicate_cookie_injection", msg: "possible cookie injection", cookies: func(t *testing.T, e env) []string {
-			attacker := e.c.New(identity.Identity{User: "mallory"})
+			attacker := e.c.New(identity.Identity{User: "mallory"}, testHost)
 			v, err := e.c.Seal(attacker)
 			if err != nil {
 				t.Fatal(err)
@@ -285,7 +285,7 @@ func TestRead(t *testing.T) {
 			clk := newClock()
 			rev := NewRevocations()
 			c := testCodec(t, Options{Secure: true, Now: clk.Now, Revocations: rev})
-			s := c.New(alice())
+			s := c.New(alice(), testHost)
 			good, err := c.Seal(s)
 			if err != nil {
 				t.Fatal(err)
@@ -321,7 +321,7 @@ func TestKeyRotation(t *testing.T) {
 	during := testCodec(t, Options{Keyring: testRing(t, newKey, oldKey), Secure: true, Now: clk.Now})
 	after := testCodec(t, Options{Keyring: testRing(t, newKey), Secure: true, Now: clk.Now})
 
-	s := before.New(alice())
+	s := before.New(alice(), testHost)
 	oldValue, err := before.Seal(s)
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +331,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Run("old_rotated_key_still_opens", func(t *testing.T) {
-		if _, err := during.Open(oldValue); err != nil {
+		if _, err := during.Open(oldValue, testHost); err != nil {
 			t.Errorf("Open(old cookie) with [new, old] = %v", err)
 		}
 	})
@@ -340,15 +340,15 @@ func TestKeyRotation(t *testing.T) {
 		if id := keyID(newKey); string(raw[:keyIDSize]) != string(id[:]) {
 			t.Errorf("sealed key id %x, want the new key's %x", raw[:keyIDSize], id)
 		}
-		if _, err := before.Open(newValue); !errors.Is(err, ErrInvalid) {
+		if _, err := before.Open(newValue, testHost); !errors.Is(err, ErrInvalid) {
 			t.Errorf("old-only ring opened a cookie sealed after rotation: %v", err)
 		}
-		if _, err := after.Open(newValue); err != nil {
+		if _, err := after.Open(newValue, testHost); err != nil {
 			t.Errorf("Open(new cookie) with [new] = %v", err)
 		}
 	})
 	t.Run("retired_key_no_longer_opens", func(t *testing.T) {
-		if _, err := after.Open(oldValue); !errors.Is(err, ErrInvalid) {
+		if _, err := after.Open(oldValue, testHost); !errors.Is(err, ErrInvalid) {
 			t.Errorf("Open(old cookie) after retiring the old key = %v, want ErrInvalid", err)
 		}
 	})
@@ -373,7 +373,7 @@ func TestNeedsRefreshAndRefresh(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := newClock()
 			c := testCodec(t, Options{IdleTimeout: tc.idle, Now: clk.Now})
-			s := c.New(alice())
+			s := c.New(alice(), testHost)
 			clk.Advance(tc.age)
 			if got := c.NeedsRefresh(s); got != tc.want {
 				t.Errorf("NeedsRefresh after %s with idle %s = %v, want %v", tc.age, tc.idle, got, tc.want)
@@ -384,7 +384,7 @@ func TestNeedsRefreshAndRefresh(t *testing.T) {
 	t.Run("sliding_idle_keeps_active_user_signed_in", func(t *testing.T) {
 		clk := newClock()
 		c := testCodec(t, Options{Now: clk.Now})
-		s := c.New(alice())
+		s := c.New(alice(), testHost)
 		ck := issue(t, c, s)
 		// Active every 40 minutes for 4 hours: past the 1h idle timeout many times over.
 		for i := range 6 {
@@ -426,10 +426,10 @@ func TestIssueRefuses(t *testing.T) {
 		session func() Session
 		want    string
 	}{
-		{name: "too_many_groups", session: func() Session { return c.New(many) }, want: "over the 1024-byte limit (60 groups"},
-		{name: "bad_session_id", session: func() Session { s := c.New(alice()); s.ID = "short"; return s }, want: "session ID"},
+		{name: "too_many_groups", session: func() Session { return c.New(many, testHost) }, want: "over the 1024-byte limit (60 groups"},
+		{name: "bad_session_id", session: func() Session { s := c.New(alice(), testHost); s.ID = "short"; return s }, want: "session ID"},
 		{name: "non_canonical_session_id", session: func() Session {
-			s := c.New(alice())
+			s := c.New(alice(), testHost)
 			s.ID = s.ID[:21] + "B" // trailing bits set: "A" and "B" decode alike without Strict
 			if s.ID[21] == 'B' {
 				s.ID = s.ID[:21] + "C"
@@ -437,7 +437,7 @@ func TestIssueRefuses(t *testing.T) {
 			return s
 		}, want: "session ID"},
 		{name: "already_expired", session: func() Session {
-			s := c.New(alice())
+			s := c.New(alice(), testHost)
 			s.IssuedAt = t0.Add(-12 * time.Hour)
 			return s
 		}, want: "session expired"},
@@ -458,7 +458,7 @@ func TestIssueRefuses(t *testing.T) {
 
 func TestTypicalCookieSize(t *testing.T) {
 	c := testCodec(t, Options{Secure: true})
-	s := c.New(alice())
+	s := c.New(alice(), testHost)
 	s.Email = "alice.longname@engineering.example-company.com"
 	v, err := c.Seal(s)
 	if err != nil {
@@ -472,7 +472,7 @@ func TestTypicalCookieSize(t *testing.T) {
 func BenchmarkRead(b *testing.B) {
 	clk := newClock()
 	c := testCodec(b, Options{Secure: true, Now: clk.Now, Revocations: NewRevocations()})
-	v, err := c.Seal(c.New(alice()))
+	v, err := c.Seal(c.New(alice(), testHost))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -488,7 +488,7 @@ func BenchmarkRead(b *testing.B) {
 func BenchmarkIssue(b *testing.B) {
 	clk := newClock()
 	c := testCodec(b, Options{Secure: true, Now: clk.Now})
-	s := c.New(alice())
+	s := c.New(alice(), testHost)
 	b.ReportAllocs()
 	for b.Loop() {
 		rec := httptest.NewRecorder()

@@ -16,11 +16,11 @@ import (
 func FuzzOpen(f *testing.F) {
 	clk := newClock()
 	c := testCodec(f, Options{Secure: true, Now: clk.Now, Revocations: NewRevocations()})
-	good, err := c.Seal(c.New(alice()))
+	good, err := c.Seal(c.New(alice(), testHost))
 	if err != nil {
 		f.Fatal(err)
 	}
-	empty, err := c.Seal(c.New(identity.Identity{}))
+	empty, err := c.Seal(c.New(identity.Identity{}, testHost))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -31,9 +31,9 @@ func FuzzOpen(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, value string) {
-		s, err := c.Open(value)
+		s, err := c.Open(value, testHost)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrRevoked) {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrWrongHost) && !errors.Is(err, ErrExpired) && !errors.Is(err, ErrRevoked) {
 				t.Fatalf("Open error %v wraps no sentinel", err)
 			}
 			if diff := cmp.Diff(Session{}, s); diff != "" {
@@ -48,7 +48,7 @@ func FuzzOpen(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-seal of an opened session: %v", err)
 		}
-		s2, err := c.Open(again)
+		s2, err := c.Open(again, testHost)
 		if err != nil {
 			t.Fatalf("re-open: %v", err)
 		}
@@ -64,7 +64,7 @@ func FuzzOpen(f *testing.F) {
 func FuzzDecodeSession(f *testing.F) {
 	s := Session{
 		ID: NewID(), User: "alice", Email: "a@example.com", Groups: []string{"g1", ""},
-		Provider: "local", AuthTime: t0, IssuedAt: t0, LastSeen: t0.Add(time.Minute),
+		Provider: "local", Host: ".example.com", AuthTime: t0, IssuedAt: t0, LastSeen: t0.Add(time.Minute),
 	}
 	b, err := s.encode(nil)
 	if err != nil {
@@ -80,6 +80,7 @@ func FuzzDecodeSession(f *testing.F) {
 	f.Add(z)
 	f.Add([]byte{})
 	f.Add([]byte{encodingVersion})
+	f.Add(append([]byte{1}, b[1:]...))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		s, err := decodeSession(b)
 		if err != nil {
@@ -112,7 +113,8 @@ func TestEncodingRoundTrip(t *testing.T) {
 	}{
 		{name: "zero_times_and_strings", s: Session{ID: NewID()}},
 		{name: "full", s: Session{ID: NewID(), User: "bob", Email: "b@x", Groups: []string{"a", "", "ünïcode"},
-			Provider: "oidc", AuthTime: t0, IssuedAt: t0.Add(time.Second), LastSeen: t0.Add(time.Hour)}},
+			Provider: "oidc", Host: "app.example.com", AuthTime: t0, IssuedAt: t0.Add(time.Second), LastSeen: t0.Add(time.Hour)}},
+		{name: "domain_bound", s: Session{ID: NewID(), User: "carol", Host: ".example.com", AuthTime: t0}},
 		{name: "pre_epoch", s: Session{ID: NewID(), AuthTime: time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)}},
 	}
 	for _, tc := range tests {

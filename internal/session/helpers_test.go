@@ -11,6 +11,10 @@ import (
 	"github.com/sekisho/sekisho/internal/testclock"
 )
 
+// testHost is the host requestWith sends to, and the one test sessions are
+// issued on.
+const testHost = "127.0.0.1"
+
 // t0 is the fixed start of every test clock.
 var t0 = time.Date(2025, 3, 1, 9, 0, 0, 0, time.UTC)
 

@@ -14,16 +14,16 @@ import (
 func TestOpenedCacheRevokedSessionStaysRefused(t *testing.T) {
 	clk, rev := newClock(), NewRevocations()
 	c := testCodec(t, Options{Now: clk.Now, Revocations: rev})
-	s := c.New(alice())
+	s := c.New(alice(), testHost)
 	value := issue(t, c, s).Value
-	if _, err := c.Open(value); err != nil {
+	if _, err := c.Open(value, testHost); err != nil {
 		t.Fatalf("first open: %v", err)
 	}
 	if _, ok := c.opened.get(value); !ok {
 		t.Fatal("an authentic value was not cached: the test would not exercise the cache")
 	}
 	rev.RevokeSession(s.ID, t0.Add(time.Hour))
-	if _, err := c.Open(value); !errors.Is(err, ErrRevoked) {
+	if _, err := c.Open(value, testHost); !errors.Is(err, ErrRevoked) {
 		t.Fatalf("a revoked session read from the cache: err = %v, want ErrRevoked", err)
 	}
 }
@@ -31,27 +31,27 @@ func TestOpenedCacheRevokedSessionStaysRefused(t *testing.T) {
 func TestOpenedCacheExpiredSessionStaysRefused(t *testing.T) {
 	clk := newClock()
 	c := testCodec(t, Options{Now: clk.Now, IdleTimeout: time.Hour, Lifetime: 2 * time.Hour})
-	value := issue(t, c, c.New(alice())).Value
-	if _, err := c.Open(value); err != nil {
+	value := issue(t, c, c.New(alice(), testHost)).Value
+	if _, err := c.Open(value, testHost); err != nil {
 		t.Fatalf("first open: %v", err)
 	}
 	clk.Advance(time.Hour + time.Second)
-	if _, err := c.Open(value); !errors.Is(err, ErrExpired) {
+	if _, err := c.Open(value, testHost); !errors.Is(err, ErrExpired) {
 		t.Fatalf("an idle-expired session read from the cache: err = %v, want ErrExpired", err)
 	}
 }
 
 func TestOpenedCacheTamperedValueNotCachedNorAccepted(t *testing.T) {
 	c := testCodec(t, Options{Now: newClock().Now})
-	value := issue(t, c, c.New(alice())).Value
-	if _, err := c.Open(value); err != nil {
+	value := issue(t, c, c.New(alice(), testHost)).Value
+	if _, err := c.Open(value, testHost); err != nil {
 		t.Fatal(err)
 	}
 	b := []byte(value)
 	b[len(b)/2] ^= 1
 	tampered := string(b)
 	for range 2 {
-		if _, err := c.Open(tampered); !errors.Is(err, ErrInvalid) {
+		if _, err := c.Open(tampered, testHost); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("tampered value: err = %v, want ErrInvalid", err)
 		}
 	}
@@ -62,9 +62,9 @@ func TestOpenedCacheTamperedValueNotCachedNorAccepted(t *testing.T) {
 
 func TestOpenedCacheCallerCannotAlterCachedGroups(t *testing.T) {
 	c := testCodec(t, Options{Now: newClock().Now})
-	value := issue(t, c, c.New(alice())).Value
+	value := issue(t, c, c.New(alice(), testHost)).Value
 	for i := range 2 {
-		s, err := c.Open(value)
+		s, err := c.Open(value, testHost)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func TestOpenedCacheIsBounded(t *testing.T) {
 	for i := range maxOpened + 10 {
 		id := alice()
 		id.User = fmt.Sprint("user", i)
-		if _, err := c.Open(issue(t, c, c.New(id)).Value); err != nil {
+		if _, err := c.Open(issue(t, c, c.New(id, testHost)).Value, testHost); err != nil {
 			t.Fatal(err)
 		}
 	}

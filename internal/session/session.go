@@ -20,8 +20,11 @@ import (
 // idSize is the number of random bytes in a session ID.
 const idSize = 16
 
-// encodingVersion is the first byte of every encoded session.
-const encodingVersion = 1
+// encodingVersion is the first byte of every encoded session. Version 2
+// added Host, the host or sign-in domain the session is bound to. Cookies of
+// version 1 carry no host and are refused as ErrInvalid: after an upgrade
+// every user signs in once more.
+const encodingVersion = 2
 
 // Session is what the cookie carries. Times have second precision; Seal drops
 // anything finer.
@@ -38,6 +41,13 @@ type Session struct {
 	Groups []string
 	// Provider is "local" or the configured OIDC provider name.
 	Provider string
+	// Host is what the session is bound to: the canonical host (see
+	// CanonicalHost) it was issued on, such as "app.example.com", or, when
+	// it was issued under the codec's sign-in domain, "." followed by that
+	// domain, such as ".example.com" (the domain and every host under it).
+	// "" is the empty Host header, and only matches that. Read refuses the
+	// session anywhere else (ErrWrongHost).
+	Host string
 	// AuthTime is when the user last proved their credential.
 	AuthTime time.Time
 	// IssuedAt is when the session began; the absolute lifetime counts from it.
@@ -83,7 +93,7 @@ func decodeID(id string) ([idSize]byte, error) {
 // encode appends the binary form of s to dst:
 //
 //	version(1) id(16) authTime issuedAt lastSeen (varint Unix seconds)
-//	user email provider (uvarint length + bytes) nGroups(uvarint) groups...
+//	host user email provider (uvarint length + bytes) nGroups(uvarint) groups...
 func (s *Session) encode(dst []byte) ([]byte, error) {
 	id, err := decodeID(s.ID)
 	if err != nil {
@@ -94,6 +104,7 @@ func (s *Session) encode(dst []byte) ([]byte, error) {
 	dst = binary.AppendVarint(dst, s.AuthTime.Unix())
 	dst = binary.AppendVarint(dst, s.IssuedAt.Unix())
 	dst = binary.AppendVarint(dst, s.LastSeen.Unix())
+	dst = appendString(dst, s.Host)
 	dst = appendString(dst, s.User)
 	dst = appendString(dst, s.Email)
 	dst = appendString(dst, s.Provider)
@@ -116,7 +127,12 @@ var errMalformed = errors.New("malformed session encoding")
 // than a small multiple of len(b).
 func decodeSession(b []byte) (Session, error) {
 	d := decoder{b: b}
-	if v := d.byte(); v != encodingVersion {
+	switch v := d.byte(); {
+	case d.err:
+		return Session{}, fmt.Errorf("%w: empty", errMalformed)
+	case v == 1:
+		return Session{}, fmt.Errorf("%w: version 1, from before sessions were bound to a host (the user signs in again)", errMalformed)
+	case v != encodingVersion:
 		return Session{}, fmt.Errorf("%w: version %d", errMalformed, v)
 	}
 	id := d.bytes(idSize)
@@ -124,6 +140,7 @@ func decodeSession(b []byte) (Session, error) {
 	s.AuthTime = d.time()
 	s.IssuedAt = d.time()
 	s.LastSeen = d.time()
+	s.Host = d.string()
 	s.User = d.string()
 	s.Email = d.string()
 	s.Provider = d.string()

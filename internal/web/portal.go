@@ -185,7 +185,7 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		p.loginForm(w, r, http.StatusUnauthorized, username, "Wrong username or password.")
 		return
 	}
-	s := p.Sessions.New(id)
+	s := p.Sessions.New(id, r.Host)
 	if err := p.Sessions.Issue(w, s); err != nil {
 		info.Reason = "sign-in failed: session could not be issued"
 		p.log().Error("issue session", "user", id.User, "err", err)

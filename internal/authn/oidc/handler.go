@@ -307,7 +307,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusBadGateway, "oidc callback: "+err.Error(), "The identity "+label+" returned could not be verified. Start signing in again.")
 		return
 	}
-	s := h.sessions.New(id)
+	s := h.sessions.New(id, r.Host)
 	if err := h.sessions.Issue(w, s); err != nil {
 		h.fail(w, r, http.StatusInternalServerError, "oidc callback: issue session: "+err.Error(),
 			"Your session could not be created (too many groups for the session cookie?). Ask an administrator to check the gateway log.")
