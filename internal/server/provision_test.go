@@ -2,10 +2,12 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -42,6 +44,10 @@ func newServer(t *testing.T, c *config.Config, env map[string]string, stderr io.
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	// Run does this once it is listening; these tests serve the handler alone.
+	if err := s.firstStart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	return s
 }
 
@@ -109,6 +115,33 @@ func TestFirstStartAdmin(t *testing.T) {
 	newServer(t, c, nil, &stderr)
 	if strings.Contains(stderr.String(), "password") {
 		t.Fatalf("second start printed a password again:\n%s", stderr.String())
+	}
+}
+
+// A first start whose port is taken must not create the admin account: its
+// password would be printed and lost with the failed start, or never shown.
+func TestFirstStartPasswordNotLostOnBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	c := testConfig(t, "")
+	c.Listen.Address = busy.Addr().String()
+	var stderr bytes.Buffer
+	s, err := New(c, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard, Stderr: &stderr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Run(context.Background(), nil); err == nil || !strings.Contains(err.Error(), "listen.address") {
+		t.Fatalf("Run on a busy port = %v, want a listen.address error", err)
+	}
+	if strings.Contains(stderr.String(), "password") {
+		t.Fatalf("a start that could not listen printed the password:\n%s", stderr.String())
+	}
+	if n, err := s.store.CountUsers(context.Background()); err != nil || n != 0 {
+		t.Fatalf("a start that could not listen created %d accounts (err %v)", n, err)
 	}
 }
 

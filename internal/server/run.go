@@ -109,6 +109,15 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 		listeners = append(listeners, al)
 	}
 
+	// Every listener is bound: only now is a first-start password worth
+	// printing (a start that failed to bind would lose it).
+	if err := s.firstStart(context.Background()); err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return fmt.Errorf("first start: %w", err)
+	}
+
 	// Background work: health checks and revocation polling.
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()

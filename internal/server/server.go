@@ -142,11 +142,6 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if err := s.provisionRoutes(); err != nil {
 		return nil, err
 	}
-	if cfg.LocalEnabled() {
-		if err := s.firstStart(context.Background()); err != nil {
-			return nil, err
-		}
-	}
 	return s, nil
 }
 
@@ -406,10 +401,21 @@ func (s *Server) logout(ctx context.Context, sess session.Session) error {
 
 // firstStart creates an "admin" account with a random password, printed
 // once, when local accounts are on and the store has no account at all.
+// Run calls it once every listener is bound, so a start that fails (a
+// busy port) creates no account whose password nobody saw. On later starts
+// it says where the accounts are instead.
 func (s *Server) firstStart(ctx context.Context) error {
+	if !s.cfg.LocalEnabled() {
+		return nil
+	}
 	n, err := s.store.CountUsers(ctx)
-	if err != nil || n > 0 {
+	if err != nil {
 		return err
+	}
+	if n > 0 {
+		s.log.Info("local accounts exist; the first-start password of \"admin\" was shown once (reset it with: sekisho user passwd admin)",
+			"accounts", n, "store", filepath.Join(s.cfg.DataDir, "sekisho.db"))
+		return nil
 	}
 	pw, err := local.GeneratePassword()
 	if err != nil {
