@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -31,24 +32,33 @@ func (l *stringList) Set(s string) error {
 	return nil
 }
 
+// apikeyCommands are the apikey subcommands, in the order help lists them.
+var apikeyCommands = []string{"create", "list", "revoke"}
+
 func runAPIKey(env Env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintf(env.Stderr, "Usage: sekisho %s\n", apikeySynopsis)
-		if len(args) == 0 {
-			return usageError{"name an apikey command: create, list or revoke"}
-		}
-		return nil
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
 	}
-	sub := args[0]
 	fs := flags(env, "apikey "+sub, apikeySynopsis)
-	cfgPath := fs.String("config", "", "config file whose data_dir holds the keys and whose routes keys may name (default: the embedded quickstart)")
-	dataDir := fs.String("data-dir", "", "override data_dir")
+	cf := addConfigFlags(fs, false)
 	name := fs.String("name", "", "the key's name, unique (create)")
 	var routes, methods, paths stringList
 	fs.Var(&routes, "route", "a route the key is valid on; repeat or comma-separate for several (create)")
 	fs.Var(&methods, "methods", "comma-separated methods the key may use; default any (create)")
 	fs.Var(&paths, "paths", "comma-separated path prefixes the key may reach; default any (create)")
 	expires := fs.String("expires", "90d", "lifetime: days (90d), a duration (720h), or never (create)")
+	switch sub {
+	case "":
+		fmt.Fprintf(env.Stderr, "Usage: sekisho %s\n", apikeySynopsis)
+		return usageError{"name an apikey command: create, list or revoke"}
+	case "-h", "--help", "-help", "help":
+		fs.Usage()
+		return nil
+	}
+	if !slices.Contains(apikeyCommands, sub) {
+		return usageError{fmt.Sprintf("unknown apikey command %q: want create, list or revoke", sub)}
+	}
 	rest := args[1:]
 	var target string
 	if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
@@ -65,34 +75,29 @@ func runAPIKey(env Env, args []string) error {
 	switch sub {
 	case "create", "list":
 		if target != "" {
-			return usageError{fmt.Sprintf("apikey %s takes no argument %q (use --name)", sub, target)}
+			return usageError{fmt.Sprintf("takes no argument %q (use --name)", target)}
 		}
 	case "revoke":
 		if target == "" {
-			return usageError{"apikey revoke: name the key (its name or id)"}
+			return usageError{"name the key (its name or id)"}
 		}
-	default:
-		return usageError{fmt.Sprintf("unknown apikey command %q: want create, list or revoke", sub)}
 	}
 	var lifetime time.Duration
 	if sub == "create" {
 		if *name == "" {
-			return usageError{"apikey create: --name is required"}
+			return usageError{"--name is required"}
 		}
 		if len(routes) == 0 {
-			return usageError{"apikey create: --route is required (the routes the key may use)"}
+			return usageError{"--route is required (the routes the key may use)"}
 		}
 		var err error
 		if lifetime, err = apikey.ParseLifetime(*expires); err != nil {
 			return usageError{"--expires: " + err.Error()}
 		}
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
 	}
 	if sub == "create" {
 		known := map[string]bool{}
@@ -103,7 +108,7 @@ func runAPIKey(env Env, args []string) error {
 		}
 		for _, r := range routes {
 			if !known[r] {
-				return usageError{fmt.Sprintf("--route %q: no such route in the config (routes: %s)", r, strings.Join(names, ", "))}
+				return usageError{fmt.Sprintf("--route %q: no such route in %s (routes: %s)", r, configName(cfg), strings.Join(names, ", "))}
 			}
 		}
 	}
@@ -138,18 +143,25 @@ func runAPIKey(env Env, args []string) error {
 		if err != nil {
 			return err
 		}
+		if len(keys) == 0 {
+			fmt.Fprintf(env.Stderr, "no api keys in %s\n", st.Path())
+			return nil
+		}
 		tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "NAME\tID\tROUTES\tMETHODS\tPATHS\tCREATED\tEXPIRES\tLAST USED\tSTATUS")
+		fmt.Fprintln(tw, "NAME\tID\tROUTES\tMETHODS\tPATHS\tCREATED\tEXPIRES\tLAST USED (UTC)\tSTATUS")
 		for _, k := range keys {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.Name, k.ID, strings.Join(k.Routes, ","),
 				anyIfEmpty(k.Methods), anyIfEmpty(k.PathPrefixes), day(k.CreatedAt), dayOr(k.ExpiresAt, "never"),
-				dayOr(k.LastUsedAt, "never"), keyStatus(k, now))
+				lastUsed(k.LastUsedAt), keyStatus(k, now))
 		}
-		return tw.Flush()
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(env.Stderr, "Servers record last use every %s (api_keys.last_used_flush).\n", cfg.APIKeys.LastUsedFlush.D())
 	case "revoke":
 		k, err := st.RevokeAPIKey(ctx, target)
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no api key with name or id %q", target)
+			return fmt.Errorf("no api key with name or id %q in %s", target, st.Path())
 		} else if err != nil {
 			return err
 		}
@@ -179,6 +191,16 @@ func dayOr(t time.Time, zero string) string {
 		return zero
 	}
 	return day(t)
+}
+
+// lastUsed shows a last use to the minute: servers write it every
+// api_keys.last_used_flush (a minute by default), so a day alone would
+// hide whether a key is in use right now.
+func lastUsed(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.UTC().Format("2006-01-02 15:04")
 }
 
 func keyStatus(k store.APIKey, now time.Time) string {

@@ -11,8 +11,8 @@ import (
 func defaultSecrets() secret.Resolver { return secret.Resolver{} }
 
 func runCheck(env Env, args []string) error {
-	fs := flags(env, "check", "check [--config FILE]")
-	cfgPath := fs.String("config", "", "config file (default: the embedded quickstart)")
+	fs := flags(env, "check", "check [--config FILE] [--data-dir DIR] [--strict]")
+	cf := addConfigFlags(fs, false)
 	strict := fs.Bool("strict", false, "treat risky settings as errors")
 	if err := parse(fs, args); err != nil {
 		return err
@@ -20,7 +20,7 @@ func runCheck(env Env, args []string) error {
 	if fs.NArg() > 0 {
 		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/sekisho/sekisho/examples"
@@ -41,17 +42,19 @@ func (e configError) Unwrap() error { return e.err }
 type command struct {
 	name, summary string
 	run           func(env Env, args []string) error
+	// subs are the subcommands; errors then name "sekisho NAME SUB".
+	subs []string
 }
 
 func commands() []command {
 	return []command{
-		{"serve", "run the gateway", runServe},
-		{"check", "validate a config the way serve does, and flag risky settings", runCheck},
-		{"user", "manage local accounts: add, passwd, disable, enable, list", runUser},
-		{"apikey", "manage API keys for machines: create, list, revoke", runAPIKey},
-		{"policy", "test routes, rules and policies against a table of requests: policy test CASES.yaml", runPolicy},
-		{"version", "print the version", runVersion},
-		{"completion", "print a shell completion script (bash or zsh)", runCompletion},
+		{"serve", "run the gateway", runServe, nil},
+		{"check", "validate a config the way serve does, and flag risky settings", runCheck, nil},
+		{"user", "manage local accounts: add, passwd, disable, enable, unlock, list", runUser, userCommands},
+		{"apikey", "manage API keys for machines: create, list, revoke", runAPIKey, apikeyCommands},
+		{"policy", "test routes, rules and policies against a table of requests: policy test CASES.yaml", runPolicy, []string{"test"}},
+		{"version", "print the version, the commit it was built from and the Go version", runVersion, nil},
+		{"completion", "print a shell completion script (bash or zsh)", runCompletion, nil},
 	}
 }
 
@@ -62,7 +65,9 @@ Usage: sekisho <command> [flags]
 Commands:
 %s
 Run "sekisho <command> --help" for a command's flags.
-With no --config, serve and check use the embedded quickstart (examples/quickstart.yaml).
+With no --config, every command uses the embedded quickstart (examples/quickstart.yaml),
+whose data directory is ./sekisho-data in the working directory. With --config FILE, a
+relative data_dir is resolved against FILE's directory.
 `
 
 func usage() string {
@@ -98,11 +103,16 @@ func Main(args []string, env Env) int {
 		case errors.Is(err, flag.ErrHelp):
 			return ExitOK
 		}
+		// Each error is printed here, once: the flag package prints
+		// nothing (see flags) and commands only return errors.
+		if len(args) > 2 && slices.Contains(c.subs, args[2]) {
+			name += " " + args[2]
+		}
 		var ue usageError
 		var ce configError
 		switch {
 		case errors.As(err, &ue):
-			fmt.Fprintf(env.Stderr, "sekisho %s: %v\n", name, err)
+			fmt.Fprintf(env.Stderr, "sekisho %s: %v\nRun \"sekisho %s --help\" for usage.\n", name, err, name)
 			return ExitUsage
 		case errors.As(err, &ce):
 			fmt.Fprintf(env.Stderr, "sekisho %s: the config has problems:\n%s\n", name, indent(err.Error()))
@@ -119,26 +129,37 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// flags builds a FlagSet that prints its usage to stderr and returns errors.
+// flags builds a FlagSet that returns errors and prints nothing itself, so
+// Main prints each error once. Its Usage (run by parse for --help) prints
+// the synopsis and every flag to stdout.
 func flags(env Env, name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("sekisho "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs.SetOutput(io.Discard)
 	fs.Usage = func() {
-		fmt.Fprintf(env.Stderr, "Usage: sekisho %s\n\nFlags:\n", synopsis)
+		fmt.Fprintf(env.Stdout, "Usage: sekisho %s\n\nFlags:\n", synopsis)
+		fs.SetOutput(env.Stdout)
 		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
 	}
 	return fs
 }
 
-// parse parses flags, turning flag errors into usage errors.
+// parse parses flags, turning flag errors into usage errors. The usage is
+// printed for -h and --help only: after a mistake, Main prints the error
+// and a pointer to --help.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageError{err.Error()}
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err == nil {
+		return nil
 	}
-	return nil
+	if errors.Is(err, flag.ErrHelp) {
+		usage()
+		return err
+	}
+	return usageError{err.Error()}
 }
 
 // loadConfig loads and validates the config at path, or the embedded

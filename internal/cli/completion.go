@@ -18,10 +18,16 @@ _sekisho() {
   esac
   case "${COMP_WORDS[1]}" in
     serve) COMPREPLY=($(compgen -W "--config --address --data-dir --log-format --log-level --help" -- "$cur"));;
-    check) COMPREPLY=($(compgen -W "--config --strict --help" -- "$cur"));;
+    check) COMPREPLY=($(compgen -W "--config --data-dir --strict --help" -- "$cur"));;
     user)
-      if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "add passwd disable enable list" -- "$cur"));
-      else COMPREPLY=($(compgen -W "--config --email --groups --password-stdin --help" -- "$cur")); fi;;
+      if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "%s" -- "$cur"));
+      else COMPREPLY=($(compgen -W "--config --data-dir --email --groups --password-stdin --help" -- "$cur")); fi;;
+    apikey)
+      if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "%s" -- "$cur"));
+      else COMPREPLY=($(compgen -W "--config --data-dir --name --route --methods --paths --expires --help" -- "$cur")); fi;;
+    policy)
+      if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "test" -- "$cur"));
+      else COMPREPLY=($(compgen -f -W "--config --help" -- "$cur")); fi;;
     completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur"));;
   esac
 }
@@ -37,7 +43,7 @@ func runCompletion(env Env, args []string) error {
 	for _, c := range commands() {
 		names = append(names, c.name)
 	}
-	script := fmt.Sprintf(bashCompletion, strings.Join(names, " "))
+	script := fmt.Sprintf(bashCompletion, strings.Join(names, " "), strings.Join(userCommands, " "), strings.Join(apikeyCommands, " "))
 	switch fs.Arg(0) {
 	case "bash":
 		fmt.Fprint(env.Stdout, script)

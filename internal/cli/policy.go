@@ -13,16 +13,22 @@ type casesFailed struct{ n int }
 
 func (e casesFailed) Error() string { return fmt.Sprintf("%d case(s) failed", e.n) }
 
+const policySynopsis = `policy test CASES.yaml [--config FILE]
+
+  Runs each case of CASES.yaml (see examples/policy-tests.yaml) through the
+  routes, rules and policies of the config, as serve would decide it.`
+
 func runPolicy(env Env, args []string) error {
+	fs := flags(env, "policy test", policySynopsis)
+	cf := addConfigFlags(fs, true) // no store: data_dir does not apply
 	if len(args) == 0 || args[0] != "test" {
-		fmt.Fprintln(env.Stderr, "Usage: sekisho policy test CASES.yaml [--config FILE]")
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help" || args[0] == "help") {
+			fs.Usage()
 			return nil
 		}
-		return usageError{"policy: the only subcommand is test"}
+		fmt.Fprintf(env.Stderr, "Usage: sekisho %s\n", policySynopsis)
+		return usageError{"the only subcommand is test"}
 	}
-	fs := flags(env, "policy test", "policy test CASES.yaml [--config FILE]")
-	cfgPath := fs.String("config", "", "config whose routes, rules and policies are checked (default: the embedded quickstart)")
 	rest := args[1:]
 	var casesPath string
 	if len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
@@ -34,12 +40,12 @@ func runPolicy(env Env, args []string) error {
 	if casesPath == "" && fs.NArg() == 1 {
 		casesPath = fs.Arg(0)
 	} else if fs.NArg() > 0 {
-		return usageError{"policy test takes one cases file"}
+		return usageError{"takes one cases file"}
 	}
 	if casesPath == "" {
-		return usageError{"policy test: name the cases file"}
+		return usageError{"name the cases file"}
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}
@@ -56,6 +62,7 @@ func runPolicy(env Env, args []string) error {
 	if err != nil {
 		return configError{err}
 	}
+	fmt.Fprintf(env.Stdout, "testing %s against %s\n", casesPath, configName(cfg))
 	rep := policytest.Run(cases, eval)
 	rep.WriteTo(env.Stdout)
 	if !rep.OK() {

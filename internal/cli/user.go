@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -17,29 +18,40 @@ import (
 	"github.com/sekisho/sekisho/internal/store"
 )
 
-const userSynopsis = `user <add|passwd|disable|enable|list> [NAME] [flags]
+const userSynopsis = `user <add|passwd|disable|enable|unlock|list> [NAME] [flags]
 
   user add NAME [--email ADDRESS] [--groups a,b] [--password-stdin]
   user passwd NAME [--password-stdin]     set a new password; ends the user's sessions
   user disable NAME                       refuse sign-in and end the user's sessions
   user enable NAME
+  user unlock NAME                        lift the lockout after failed sign-ins, on every
+                                          replica within seconds
   user list`
 
+// userCommands are the user subcommands, in the order help lists them.
+var userCommands = []string{"add", "passwd", "disable", "enable", "unlock", "list"}
+
 func runUser(env Env, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintf(env.Stderr, "Usage: sekisho %s\n", userSynopsis)
-		if len(args) == 0 {
-			return usageError{"name a user command: add, passwd, disable, enable or list"}
-		}
-		return nil
+	sub := ""
+	if len(args) > 0 {
+		sub = args[0]
 	}
-	sub := args[0]
 	fs := flags(env, "user "+sub, userSynopsis)
-	cfgPath := fs.String("config", "", "config file whose data_dir holds the accounts (default: the embedded quickstart)")
-	dataDir := fs.String("data-dir", "", "override data_dir")
+	cf := addConfigFlags(fs, false)
 	email := fs.String("email", "", "email address (add)")
 	groups := fs.String("groups", "", "comma-separated groups (add)")
-	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input (add, passwd)")
+	switch sub {
+	case "":
+		fmt.Fprintf(env.Stderr, "Usage: sekisho %s\n", userSynopsis)
+		return usageError{"name a user command: " + strings.Join(userCommands, ", ")}
+	case "-h", "--help", "-help", "help":
+		fs.Usage()
+		return nil
+	}
+	if !slices.Contains(userCommands, sub) {
+		return usageError{fmt.Sprintf("unknown user command %q: want %s", sub, strings.Join(userCommands, ", "))}
+	}
 	// Accept NAME before or after the flags.
 	rest := args[1:]
 	var name string
@@ -49,20 +61,20 @@ func runUser(env Env, args []string) error {
 	if err := parse(fs, rest); err != nil {
 		return err
 	}
-	if name == "" && fs.NArg() > 0 {
+	if name == "" && fs.NArg() == 1 {
 		name = fs.Arg(0)
 	} else if fs.NArg() > 0 {
 		return usageError{"unexpected arguments: " + strings.Join(fs.Args(), " ")}
 	}
-	if sub != "list" && name == "" {
-		return usageError{"user " + sub + ": name the account"}
+	switch {
+	case sub == "list" && name != "":
+		return usageError{fmt.Sprintf("takes no account name (got %q)", name)}
+	case sub != "list" && name == "":
+		return usageError{"name the account"}
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
 	}
 	st, err := server.OpenStore(cfg)
 	if err != nil {
@@ -70,6 +82,14 @@ func runUser(env Env, args []string) error {
 	}
 	defer st.Close()
 	ctx := context.Background()
+	// notFound says which database was asked: the usual cause is another
+	// data_dir than the server's.
+	notFound := func(err error) error {
+		if errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("no user %q in %s (is this the data_dir the server uses? see --config and --data-dir)", name, st.Path())
+		}
+		return err
+	}
 	switch sub {
 	case "add":
 		canon, err := store.CanonicalName(name)
@@ -77,7 +97,7 @@ func runUser(env Env, args []string) error {
 			return usageError{err.Error()}
 		}
 		if _, err := st.GetUser(ctx, canon); err == nil {
-			return fmt.Errorf("user %q already exists (use passwd to change the password)", canon)
+			return fmt.Errorf("user %q already exists in %s (use passwd to change the password)", canon, st.Path())
 		}
 		pw, err := readPassword(env, *pwStdin, canon)
 		if err != nil {
@@ -91,10 +111,10 @@ func runUser(env Env, args []string) error {
 		if err := st.CreateUser(ctx, u); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "added user %q\n", canon)
+		fmt.Fprintf(env.Stdout, "added user %q to %s\n", canon, st.Path())
 	case "passwd":
 		if _, err := st.GetUser(ctx, name); err != nil {
-			return userErr(name, err)
+			return notFound(err)
 		}
 		pw, err := readPassword(env, *pwStdin, name)
 		if err != nil {
@@ -105,22 +125,32 @@ func runUser(env Env, args []string) error {
 			return err
 		}
 		if err := st.SetPassword(ctx, name, hash); err != nil {
-			return userErr(name, err)
+			return notFound(err)
 		}
 		fmt.Fprintf(env.Stdout, "password changed for %q; their existing sessions end within seconds\n", name)
 	case "disable", "enable":
 		if err := st.SetDisabled(ctx, name, sub == "disable"); err != nil {
-			return userErr(name, err)
+			return notFound(err)
 		}
 		if sub == "disable" {
 			fmt.Fprintf(env.Stdout, "disabled %q; their existing sessions end within seconds\n", name)
 		} else {
 			fmt.Fprintf(env.Stdout, "enabled %q\n", name)
 		}
+	case "unlock":
+		if err := st.UnlockUser(ctx, name); err != nil {
+			return notFound(err)
+		}
+		fmt.Fprintf(env.Stdout, "unlocked %q: every running server accepts their sign-in again within seconds "+
+			"(a lockout of the client's network address stays)\n", name)
 	case "list":
 		users, err := st.ListUsers(ctx)
 		if err != nil {
 			return err
+		}
+		if len(users) == 0 {
+			fmt.Fprintf(env.Stderr, "no accounts in %s\n", st.Path())
+			return nil
 		}
 		tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tEMAIL\tGROUPS\tSTATUS\tCREATED")
@@ -132,17 +162,8 @@ func runUser(env Env, args []string) error {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, dash(u.Email), dash(strings.Join(u.Groups, ",")), status, u.CreatedAt.Format("2006-01-02"))
 		}
 		return tw.Flush()
-	default:
-		return usageError{fmt.Sprintf("unknown user command %q: want add, passwd, disable, enable or list", sub)}
 	}
 	return nil
-}
-
-func userErr(name string, err error) error {
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("no user %q", name)
-	}
-	return err
 }
 
 func dash(s string) string {
