@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -49,6 +50,12 @@ type Portal struct {
 	SecureCookies bool
 	// Logger receives internal causes. nil: slog.Default().
 	Logger *slog.Logger
+	// Health reports whether this replica should get traffic: while it
+	// returns an error, /.sekisho/healthz answers 503 with the error's
+	// message as the reason, so a load balancer moves traffic away (the
+	// audit log cannot be written). Anyone may ask healthz: the message
+	// must name no internal detail. nil: always healthy.
+	Health func() error
 }
 
 // ProviderLink is a sign-in button on the sign-in page.
@@ -72,8 +79,18 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/.sekisho/healthz":
 		secureHeaders(w)
 		w.Header().Set("Content-Type", "application/json")
-		w.Write([]byte(`{"status":"ok"}` + "\n"))
 		info.Reason = "health check"
+		if p.Health != nil {
+			if err := p.Health(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				json.NewEncoder(w).Encode(struct {
+					Status string `json:"status"`
+					Reason string `json:"reason"`
+				}{"unhealthy", err.Error()})
+				return
+			}
+		}
+		w.Write([]byte(`{"status":"ok"}` + "\n"))
 	case "/.sekisho/jwks.json":
 		if p.JWKS == nil {
 			p.notFound(w, r)
