@@ -2,8 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
+	"gopkg.in/yaml.v3"
+
+	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/secret"
 	"github.com/sekisho/sekisho/internal/server"
 )
@@ -22,6 +27,9 @@ func runCheck(env Env, args []string) error {
 	}
 	cfg, err := cf.load()
 	if err != nil {
+		if isCasesFile(*cf.config) {
+			return usageError{fmt.Sprintf("%s is a policy test table, not a config: run \"sekisho policy test %s --config CONFIG\"", *cf.config, *cf.config)}
+		}
 		return err
 	}
 	if err := server.Check(cfg, defaultSecrets()); err != nil {
@@ -37,4 +45,23 @@ func runCheck(env Env, args []string) error {
 	name := cfg.Source()
 	fmt.Fprintf(env.Stdout, "ok: %s: %d route(s), %d pool(s)\n", name, len(cfg.Routes), len(cfg.Pools))
 	return nil
+}
+
+// isCasesFile reports whether path is a `policy test` table (a top-level
+// "cases" key), which new users pass to check by mistake.
+func isCasesFile(path string) bool {
+	if path == "" {
+		return false
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, config.MaxFileBytes))
+	if err != nil {
+		return false
+	}
+	var top map[string]yaml.Node
+	return yaml.Unmarshal(data, &top) == nil && top["cases"].Kind != 0 && top["routes"].Kind == 0
 }

@@ -176,6 +176,13 @@ func TestPolicyTestNamesTheConfig(t *testing.T) {
 	}
 }
 
+func TestCheckOnPolicyTestTableSaysWhatToRun(t *testing.T) {
+	r := runCLI(t, "", "check", "--config", "../../examples/policy-tests.yaml")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "is a policy test table, not a config: run \"sekisho policy test ../../examples/policy-tests.yaml") {
+		t.Errorf("exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
 func TestVersionLine(t *testing.T) {
 	settings := func(kv ...string) []debug.BuildSetting {
 		var s []debug.BuildSetting
