@@ -13,7 +13,11 @@ type Config struct {
 	// Version of the file format. Required; only 1 exists.
 	Version int `yaml:"version"`
 	// DataDir holds the SQLite database, generated keys and certificates.
-	// Default "sekisho-data" (relative to the working directory).
+	// Default "sekisho-data". A relative path is resolved against the
+	// directory of the config file, so every command given the file opens
+	// the same store wherever it runs; with the embedded quickstart (no
+	// --config) against the working directory. --data-dir overrides it and,
+	// like any flag, is relative to the working directory.
 	DataDir string `yaml:"data_dir"`
 	// Listen is the public listener.
 	Listen Listen `yaml:"listen"`

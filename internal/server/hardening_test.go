@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sekisho/sekisho/internal/apikey"
 	"github.com/sekisho/sekisho/internal/testenv"
@@ -269,4 +270,31 @@ func TestProgramsWithoutCredentialsGet401(t *testing.T) {
 func localAddrTransport(ip string) *http.Transport {
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 	return &http.Transport{DialContext: d.DialContext}
+}
+
+// `sekisho user unlock` from another process lifts an account's lockout on
+// the running gateway within seconds; an attacker's address stays locked.
+func TestUserUnlockReachesTheRunningGateway(t *testing.T) {
+	e := startHardening(t)
+	c := e.Client()
+	for i := 0; i < 5; i++ {
+		e.PostLogin(c, "bob", "wrong password", "/")
+	}
+	if res := e.PostLogin(c, "bob", pw, "/"); res.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("sign-in of a locked account = %d, want 429", res.StatusCode)
+	}
+	if err := e.Store().UnlockUser(context.Background(), "bob"); err != nil { // a second store handle: another process
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		res := e.PostLogin(c, "bob", pw, "/")
+		if res.StatusCode == http.StatusSeeOther {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sign-in after unlock = %d, want 303 within the unlock poll", res.StatusCode)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/authn/local"
 	"github.com/sekisho/sekisho/internal/certs"
 	"github.com/sekisho/sekisho/internal/config"
 )
@@ -125,6 +126,7 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 		go p.Start(bg)
 	}
 	go s.revoked.Poll(bg, s.store, 2*time.Second, s.log.With("component", "revocations"))
+	go s.throttle.PollUnlocks(bg, s.store, local.DefaultUnlockPoll, s.log.With("component", "local")) // `sekisho user unlock`
 	go s.pruneRevocations(bg, 10*time.Minute)
 	if s.runLimiter != nil {
 		go s.runLimiter(bg)

@@ -76,11 +76,14 @@ type Server struct {
 	// refreshing holds the session ids whose OIDC refresh is under way.
 	refreshing sync.Map
 	revoked    *session.Revocations
-	sessions   *session.Codec
-	keyring    *session.Keyring
-	oidc       *oidc.Handler
-	signer     *assert.Signer
-	pools      []*upstream.Pool
+	// throttle locks accounts and addresses after failed sign-ins; nil
+	// without local accounts.
+	throttle *local.Throttle
+	sessions *session.Codec
+	keyring  *session.Keyring
+	oidc     *oidc.Handler
+	signer   *assert.Signer
+	pools    []*upstream.Pool
 	// waf is the compiled WAF, nil without one.
 	waf       waf.Inspector
 	builtins  []*http.Server
@@ -272,9 +275,10 @@ func (s *Server) provisionRoutes() error {
 	}
 	if cfg.LocalEnabled() {
 		la := cfg.LocalAccounts
-		auth, err := local.NewAuthenticator(s.store, local.NewThrottle(local.ThrottleOptions{
+		s.throttle = local.NewThrottle(local.ThrottleOptions{
 			MaxFailures: la.MaxFailures, IPMaxFailures: la.IPMaxFailures, Window: la.Window.D(), Lockout: la.Lockout.D(), Now: s.opts.Now,
-		}), s.opts.Now)
+		})
+		auth, err := local.NewAuthenticator(s.store, s.throttle, s.opts.Now)
 		if err != nil {
 			return err
 		}
