@@ -84,7 +84,10 @@ type PoolOptions struct {
 	EjectFor time.Duration
 	// Retries is how many extra attempts, each on a different target, an
 	// idempotent request gets when its connection was never established
-	// (dial refused, unreachable, DNS). 0 means len(Targets)-1; negative
+	// (dial refused, unreachable, DNS), also when, as with http.Transport,
+	// a GET (HEAD, OPTIONS, TRACE) without a body met a kept-alive
+	// connection the target had just closed and the new connection to it
+	// could not be made. 0 means len(Targets)-1; negative
 	// means none. Capped at len(Targets)-1 and at MaxRetries (3).
 	// Idempotent: GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110) or an
 	// Idempotency-Key header, with no body or one re-gettable via GetBody.
