@@ -282,6 +282,11 @@ func (p *Pipeline) admit(x *exchange) bool {
 	switch {
 	case d.NeedsLogin && err != nil:
 		info.Reason = "credential refused: " + err.Error()
+		if status, code, msg, ok := refusal(err); ok {
+			info.Decision = "deny"
+			web.ErrorJSONCode(rec, r, status, code, msg)
+			return false
+		}
 		fallthrough
 	case d.NeedsLogin:
 		if !web.FollowsSignIn(r) {

@@ -298,3 +298,54 @@ func TestUserUnlockReachesTheRunningGateway(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// A refused API key is told why, with a stable code a program can act on,
+// never the browser's "sign_in_required"; an unknown key and a wrong secret
+// read alike, so the codes are no oracle for guessing keys.
+func TestRefusedAPIKeySaysWhy(t *testing.T) {
+	e := startHardening(t)
+	mk := func(spec apikey.Spec) string {
+		tok, rec, err := apikey.Generate(rand.Reader, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Store().CreateAPIKey(context.Background(), rec); err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	good := mk(apikey.Spec{Name: "good", Routes: []string{"app"}})
+	revoked := mk(apikey.Spec{Name: "revoked", Routes: []string{"app"}})
+	expired := mk(apikey.Spec{Name: "expired", Routes: []string{"app"}, ExpiresAt: time.Now().Add(-time.Hour)})
+	scoped := mk(apikey.Spec{Name: "scoped", Routes: []string{"admin"}})
+	waitStatus(t, e, 200, "/x", "Proxy-Authorization", "Bearer "+good)
+	if _, err := e.Store().RevokeAPIKey(context.Background(), "revoked"); err != nil {
+		t.Fatal(err)
+	}
+	wrongSecret := good[:len(good)-4] + "AAAA"
+	if wrongSecret == good {
+		wrongSecret = good[:len(good)-4] + "BBBB"
+	}
+	tests := []struct{ name, key, code string }{
+		{"revoked", revoked, "api_key_revoked"},
+		{"expired", expired, "api_key_expired"},
+		{"out_of_scope", scoped, "api_key_out_of_scope"},
+		{"wrong_secret", wrongSecret, "api_key_invalid"},
+		{"unknown", "sekisho_" + strings.Repeat("A", len(good)-len("sekisho_")), "api_key_invalid"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			deadline := time.Now().Add(15 * time.Second) // the revocation reaches the gateway within its poll
+			for {
+				status, body, _ := e.Get(e.Client(), "/x", "Proxy-Authorization", "Bearer "+tc.key)
+				if status == http.StatusUnauthorized && strings.Contains(body, `"error":"`+tc.code+`"`) && strings.Contains(body, `"request_id"`) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("GET /x with a %s key = %d %s, want 401 with error %q", tc.name, status, body, tc.code)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		})
+	}
+}

@@ -93,7 +93,8 @@ func Error(w http.ResponseWriter, r *http.Request, status int, message string) {
 		ErrorJSON(w, r, status, message)
 		return
 	}
-	title := start(w, status)
+	start(w, status)
+	title := titleOf(status)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	data := map[string]any{"Title": title, "Message": message, "RequestID": reqinfo.From(r.Context()).ID}
@@ -106,19 +107,28 @@ func Error(w http.ResponseWriter, r *http.Request, status int, message string) {
 
 // ErrorJSON is Error answered as JSON whatever the request asks for.
 func ErrorJSON(w http.ResponseWriter, r *http.Request, status int, message string) {
-	title := start(w, status)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(ErrorBody{Error: code(title), Message: message, Status: status, RequestID: reqinfo.From(r.Context()).ID})
+	ErrorJSONCode(w, r, status, code(titleOf(status)), message)
 }
 
-// start sets the headers every error answer has and returns the status's
-// title.
-func start(w http.ResponseWriter, status int) string {
+// ErrorJSONCode is ErrorJSON with its own stable error code
+// ("api_key_revoked") instead of the one the status gives.
+func ErrorJSONCode(w http.ResponseWriter, r *http.Request, status int, errCode, message string) {
+	start(w, status)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(ErrorBody{Error: errCode, Message: message, Status: status, RequestID: reqinfo.From(r.Context()).ID})
+}
+
+// start sets the headers every error answer has.
+func start(w http.ResponseWriter, status int) {
 	secureHeaders(w)
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="sekisho"`)
 	}
+}
+
+// titleOf is the page title, and the JSON error code, of a status.
+func titleOf(status int) string {
 	if title := titles[status]; title != "" {
 		return title
 	}
