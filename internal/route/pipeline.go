@@ -2,6 +2,7 @@ package route
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -18,6 +19,7 @@ import (
 	"github.com/sekisho/sekisho/internal/redirect"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/rules"
+	"github.com/sekisho/sekisho/internal/upstream"
 	"github.com/sekisho/sekisho/internal/web"
 )
 
@@ -484,22 +486,48 @@ func (p *Pipeline) finish(x *exchange) {
 }
 
 // UpstreamError is the upstream proxy's ErrorHandler: 502 when the upstream
-// failed, 503 when no healthy upstream remains, 504 when it was too slow.
-// The client gets a page or JSON with the request id; the cause goes to the
-// log and the audit line.
+// failed, 503 when no healthy upstream remains (or the gateway ran out of
+// file descriptors), 504 when it was too slow. The client gets a page or
+// JSON with the request id; the cause goes to the log and the audit line.
+// The client's own failures are the client's: 499 when it left before the
+// answer (nothing is sent: nobody reads it), 408 when it sent its body too
+// slowly, 400 or 413 for a body it broke or made too large; they are logged
+// at debug, never as an upstream failure.
 func (p *Pipeline) UpstreamError(w http.ResponseWriter, r *http.Request, status int, err error) {
 	if rec, ok := w.(*recorder); ok {
 		rec.generated = true
 	}
 	info := reqinfo.From(r.Context())
-	info.Reason += "; upstream failed: " + err.Error()
-	p.Logger.Warn("upstream error", "request_id", info.ID, "route", info.Route, "status", status, "err", err)
-	msg := "The app did not answer properly. Try again in a moment."
 	switch status {
-	case http.StatusServiceUnavailable:
+	case upstream.StatusClientClosedRequest, http.StatusRequestTimeout, http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		info.Reason += "; the client's request failed: " + err.Error()
+		p.Logger.Debug("client request failed", "request_id", info.ID, "route", info.Route, "status", status, "err", err)
+		switch status {
+		case upstream.StatusClientClosedRequest:
+			w.WriteHeader(status) // for the audit line and metrics; the client is gone
+		case http.StatusRequestTimeout:
+			w.Header().Set("Connection", "close")
+			web.Error(w, r, status, "The request body arrived too slowly.")
+		case http.StatusRequestEntityTooLarge:
+			web.Error(w, r, status, "The request body is too large.")
+		default:
+			web.Error(w, r, status, "The request body is malformed.")
+		}
+		return
+	}
+	info.Reason += "; upstream failed: " + err.Error()
+	msg := "The app did not answer properly. Try again in a moment."
+	switch {
+	case errors.Is(err, upstream.ErrGatewayOverloaded):
+		p.Logger.Error("gateway out of resources", "request_id", info.ID, "route", info.Route, "err", err)
+		msg = "The gateway is overloaded. Try again in a moment."
+	case status == http.StatusServiceUnavailable:
 		msg = "The app is unavailable: no healthy server is left to answer. Try again later."
-	case http.StatusGatewayTimeout:
+	case status == http.StatusGatewayTimeout:
 		msg = "The app took too long to answer."
+	}
+	if !errors.Is(err, upstream.ErrGatewayOverloaded) {
+		p.Logger.Warn("upstream error", "request_id", info.ID, "route", info.Route, "status", status, "err", err)
 	}
 	web.Error(w, r, status, msg)
 }

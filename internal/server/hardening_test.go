@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"crypto/rand"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -347,5 +348,67 @@ func TestRefusedAPIKeySaysWhy(t *testing.T) {
 				time.Sleep(100 * time.Millisecond)
 			}
 		})
+	}
+}
+
+// h2c smuggling: a client asks the app to switch to cleartext HTTP/2, in
+// which every later request would pass unchecked. Through the gateway the
+// app sees an ordinary request.
+func TestH2CUpgradeNeverReachesTheApp(t *testing.T) {
+	e := startHardening(t)
+	c := e.Login("bob", pw)
+	req, _ := http.NewRequest("GET", e.URL+"/x", nil)
+	req.Header.Set("Connection", "Upgrade, HTTP2-Settings")
+	req.Header.Set("Upgrade", "h2c")
+	req.Header.Set("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA")
+	status, _, _ := e.Do(c, req)
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	up := e.Upstream.Last()
+	for _, h := range []string{"Upgrade", "Http2-Settings"} {
+		if v := up.Header.Values(h); len(v) > 0 {
+			t.Errorf("%s = %q reached the app", h, v)
+		}
+	}
+	if strings.Contains(strings.ToLower(strings.Join(up.Header.Values("Connection"), ",")), "upgrade") {
+		t.Errorf("Connection: upgrade reached the app: %v", up.Header)
+	}
+}
+
+// Slowloris upload: a client trickling its body must not hold a connection
+// to the app for the whole route timeout; it gets 408, and the audit line
+// blames the client, not the app.
+func TestSlowUploadGets408(t *testing.T) {
+	cfg := strings.Replace(hardeningConfig, "  - {name: app, host: \"*\", path: /, pool: app, policy: {allow_authenticated: true}}",
+		"  - {name: app, host: \"*\", path: /, pool: app, policy: {allow_authenticated: true}, request_body_timeout: 1s, request_body_min_rate: 100000}", 1)
+	e := testenv.Start(t, cfg)
+	e.AddUser("bob", pw, "bob@example.com")
+	e.Upstream.Handler = func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }
+	c := e.Login("bob", pw)
+	body, trickle := io.Pipe()
+	go func() {
+		defer trickle.Close()
+		for i := 0; i < 30; i++ { // 1 byte every 200 ms: far below 100 kB/s
+			if _, err := trickle.Write([]byte("x")); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	req, _ := http.NewRequest("POST", e.URL+"/upload", body)
+	req.ContentLength = 30
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("slow upload = %d, want 408", res.StatusCode)
+	}
+	e.Stop()
+	log := e.Audit.String()
+	if !strings.Contains(log, `"status":408`) || !strings.Contains(log, "the client's request failed") {
+		t.Errorf("the audit line does not blame the client's upload:\n%s", log)
 	}
 }

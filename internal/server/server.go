@@ -293,7 +293,8 @@ func (s *Server) provisionRoutes() error {
 	for _, rc := range cfg.Routes {
 		proxy := upstream.NewProxy(upstream.ProxyOptions{
 			Pool: pools[rc.Pool], Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
-			PreserveHost: rc.PreserveHost, Rewrite: pl.Rewrite, ModifyResponse: pl.ModifyResponse, ErrorHandler: pl.UpstreamError,
+			PreserveHost: rc.PreserveHost, Upgrades: rc.Upgrades, BodyTimeout: rc.RequestBodyTimeout.D(), BodyMinRate: rc.RequestBodyMinRate,
+			Rewrite: pl.Rewrite, ModifyResponse: pl.ModifyResponse, ErrorHandler: pl.UpstreamError,
 			Logger: s.log.With("component", "proxy", "route", rc.Name),
 		})
 		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy,

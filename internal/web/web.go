@@ -74,7 +74,7 @@ func secureHeaders(w http.ResponseWriter) {
 // Titles for the statuses the gateway answers with.
 var titles = map[int]string{
 	400: "Bad request", 401: "Sign-in required", 403: "Access denied", 404: "Not found",
-	405: "Method not allowed", 429: "Too many requests", 500: "Gateway error",
+	405: "Method not allowed", 408: "Request timeout", 413: "Request too large", 429: "Too many requests", 500: "Gateway error",
 	502: "Bad gateway", 503: "Service unavailable", 504: "Gateway timeout",
 }
 
