@@ -108,6 +108,35 @@ func (m *Metrics) Handler() http.Handler {
 	return mux
 }
 
+// Probe is a named yes/no state read at scrape time (an OIDC provider's
+// reachability).
+type Probe struct {
+	Name string
+	Up   func() bool
+}
+
+// AddOIDCProviders exports sekisho_oidc_provider_up{provider}: 1 while the
+// provider is taken to be reachable, 0 while new sign-ins with it get the
+// "unreachable" page. Call it once, before serving.
+func (m *Metrics) AddOIDCProviders(providers []Probe) {
+	m.reg.MustRegister(&probeCollector{probes: providers,
+		desc: prometheus.NewDesc("sekisho_oidc_provider_up",
+			"1 while the OIDC provider answers, 0 while it is unreachable (new sign-ins with it get the unreachable page).", []string{"provider"}, nil)})
+}
+
+type probeCollector struct {
+	probes []Probe
+	desc   *prometheus.Desc
+}
+
+func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.probes {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, gauge(p.Up()), p.Name)
+	}
+}
+
 // poolCollector reads the pools' target status at scrape time.
 // sekisho_upstream_healthy is TargetStatus.Available: whether the target
 // takes traffic, so a target that passes its active checks but is

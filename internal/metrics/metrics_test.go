@@ -264,3 +264,17 @@ sekisho_upstream_healthy{pool="app",target="LIVE"} 1
 		t.Errorf("upstream gauges (-want +got):\n%s", diff)
 	}
 }
+
+func TestOIDCProviderUp(t *testing.T) {
+	m := New(nil)
+	up := true
+	m.AddOIDCProviders([]Probe{{Name: "corp", Up: func() bool { return up }}, {Name: "google", Up: func() bool { return true }}})
+	want := "sekisho_oidc_provider_up{provider=\"corp\"} 1\nsekisho_oidc_provider_up{provider=\"google\"} 1\n"
+	if got := scrape(t, m, "sekisho_oidc_provider_up{"); got != want {
+		t.Errorf("reachable: got\n%s\nwant\n%s", got, want)
+	}
+	up = false
+	if got := scrape(t, m, "sekisho_oidc_provider_up{provider=\"corp\""); got != "sekisho_oidc_provider_up{provider=\"corp\"} 0\n" {
+		t.Errorf("unreachable provider still reads up: %q", got)
+	}
+}

@@ -271,6 +271,12 @@ func (s *Server) provisionRoutes() error {
 		portal.Providers = s.providerLinks
 		portal.EndSession = s.endSession
 		pl.ReAuth = s.oidc.ReAuthURL
+		var probes []metrics.Probe
+		for _, pi := range s.oidc.Providers() {
+			h, name := s.oidc, pi.Name
+			probes = append(probes, metrics.Probe{Name: name, Up: func() bool { return h.Reachable(name) }})
+		}
+		s.metrics.AddOIDCProviders(probes)
 		s.sessionAuth.Refresh = s.refreshInBackground
 	}
 	if cfg.LocalEnabled() {
