@@ -13,6 +13,13 @@ import (
 )
 
 func runServe(env Env, args []string) error {
+	// SIGHUP's default action ends the process, with the requests in
+	// flight: it is caught first of all, so that a logrotate even during
+	// start-up does not take the gateway down. Once serving, it reopens
+	// the audit file.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fs := flags(env, "serve", "serve [--config FILE] [--address HOST:PORT] [--data-dir DIR]")
 	cfgPath := fs.String("config", "", "config file (default: the embedded quickstart)")
 	addr := fs.String("address", "", "override listen.address")
@@ -61,7 +68,28 @@ func runServe(env Env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	hupCtx, stopHup := context.WithCancel(ctx)
+	hupDone := make(chan struct{})
+	go func() { onHangup(hupCtx, hup, srv.Reopen, logger); close(hupDone) }()
+	defer func() { stopHup(); <-hupDone }() // no reopen once the server closes
 	return srv.Run(ctx, nil)
+}
+
+// onHangup calls reopen for each signal from hup (SIGHUP: logrotate moved
+// the audit file away) until ctx is done. A failed reopen is logged, never
+// fatal: the gateway goes on with the file it has.
+func onHangup(ctx context.Context, hup <-chan os.Signal, reopen func() error, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sig := <-hup:
+			log.Info("reopening the audit file", "signal", sig.String())
+			if err := reopen(); err != nil {
+				log.Error("reopening on SIGHUP failed", "err", err)
+			}
+		}
+	}
 }
 
 func newLogger(env Env, format, level string) (*slog.Logger, error) {
