@@ -129,7 +129,10 @@ func TestDiskFullLosesNoLine(t *testing.T) {
 	}
 
 	w.set(-1, 0) // space is freed
+	// The counters change as the lines are written, the failure ends and
+	// its INFO is logged just after.
 	waitFor(t, "the lines are written", func() bool { return l.Stats().PendingLines == 0 })
+	waitFor(t, "the recovery is logged", func() bool { return strings.Contains(ops.String(), "audit log written again") })
 	if err := l.Healthy(); err != nil {
 		t.Fatalf("Healthy after recovery = %v", err)
 	}
@@ -304,6 +307,17 @@ func TestSwitchToReopenedFile(t *testing.T) {
 			t.Fatalf("old output = %q", o)
 		}
 	})
+}
+
+func TestSwitchAfterCloseClosesTheNewOutput(t *testing.T) {
+	l := New(discard{})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c := &closeRecorder{Writer: discard{}}
+	if err := l.Switch(c); err == nil || !c.closed {
+		t.Fatalf("Switch after Close = %v, closed the new output: %v; want an error and the output closed", err, c.closed)
+	}
 }
 
 // audit.on_failure: block. With the output failing and max_pending full,

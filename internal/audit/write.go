@@ -183,9 +183,20 @@ func (l *Logger) Flush() error {
 // error returned. If w is an io.Closer, Close closes it.
 //
 // Switch waits for a write in progress, so it waits as long as the old
-// output blocks its write (a hung network file system).
+// output blocks its write (a hung network file system). After Close, it
+// closes w and returns an error.
 func (l *Logger) Switch(w io.Writer) error {
 	l.writeMu.Lock()
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		l.writeMu.Unlock()
+		if c := closerOf(w); c != nil {
+			c.Close()
+		}
+		return errClosed
+	}
 	_ = l.writeLocked() // the old output takes what it can; errors are logged
 	old := l.closer
 	l.w, l.closer = w, closerOf(w)
@@ -212,6 +223,8 @@ func (l *Logger) Switch(w io.Writer) error {
 	}
 	return nil
 }
+
+var errClosed = errors.New("audit: the log is closed")
 
 // Close stops the logger: it retries writing the lines that wait for at
 // most Options.CloseTimeout (5 s by default), then closes the underlying
