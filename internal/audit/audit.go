@@ -46,9 +46,10 @@ type Entry struct {
 //
 // A request never waits for the disk or the pipe behind the log: Log only
 // appends the line to a buffer in memory, and a writer goroutine hands the
-// buffer to the underlying writer once it holds FlushSize bytes, at least
-// every FlushEvery, and on Flush and Close (so a busy gateway makes one
-// system call per batch, not per request). A crash (not a shutdown) can
+// buffer to the underlying writer once it holds FlushSize bytes (or half
+// of a smaller MaxPending), at least every FlushEvery, and on Flush and
+// Close (so a busy gateway makes one system call per batch, not per
+// request). A crash (not a shutdown) can
 // therefore lose the lines of the last FlushEvery.
 //
 // When the writer fails (disk full, a closed pipe) the unwritten lines are
@@ -59,9 +60,12 @@ type Entry struct {
 // Options.MaxPending bytes wait: then Log waits for room (requests wait),
 // or with Options.Drop the new line is dropped and counted.
 type Logger struct {
-	max  int  // Options.MaxPending
-	drop bool // Options.Drop
-	log  *slog.Logger
+	max int // Options.MaxPending
+	// flushAt is how many buffered bytes wake the writer: FlushSize, or
+	// half of a smaller max, so that Log does not wait for the ticker.
+	flushAt int
+	drop    bool // Options.Drop
+	log     *slog.Logger
 	// retryMin, retryMax bound the pause between attempts while failing;
 	// closeWait bounds Close.
 	retryMin, retryMax, closeWait time.Duration
@@ -179,6 +183,7 @@ func NewWithOptions(w io.Writer, o Options) *Logger {
 	if l.max <= 0 {
 		l.max = MaxBuffered
 	}
+	l.flushAt = min(FlushSize, l.max/2)
 	if l.log == nil {
 		l.log = slog.Default()
 	}
@@ -247,7 +252,7 @@ func (l *Logger) Log(e *Entry) {
 		l.pendingBytes += len(b)
 		l.pendingLines++
 	}
-	kick := len(l.buf) >= FlushSize
+	kick := len(l.buf) >= l.flushAt
 	l.mu.Unlock()
 
 	if cap(b) <= maxKeptLine {
