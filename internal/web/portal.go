@@ -189,7 +189,7 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &locked) {
 			info.Reason = "sign-in refused: locked out after repeated failures"
 			RetryAfter(w, locked.RetryAfter.Seconds())
-			p.loginForm(w, r, http.StatusTooManyRequests, username, "Too many failed attempts. Wait a few minutes and try again.")
+			p.loginForm(w, r, http.StatusTooManyRequests, username, locked.Message())
 			return
 		}
 		if !errors.Is(err, local.ErrBadCredentials) {
