@@ -108,6 +108,49 @@ func (m *Metrics) Handler() http.Handler {
 	return mux
 }
 
+// AuditStats is the audit writer's state, read at scrape time.
+type AuditStats struct {
+	PendingLines, PendingBytes int
+	Dropped, WriteErrors       uint64
+	Failing                    bool
+}
+
+// AddAudit exports the audit log's health: sekisho_audit_failing (1 while
+// lines wait because the output cannot be written; /.sekisho/healthz then
+// answers 503), sekisho_audit_pending_lines and _pending_bytes,
+// sekisho_audit_write_errors_total and sekisho_audit_dropped_lines_total
+// (lines lost: dropped under audit.on_failure drop_and_count, or unwritten
+// at shutdown). Call it once, before serving.
+func (m *Metrics) AddAudit(read func() AuditStats) {
+	m.reg.MustRegister(&auditCollector{read: read,
+		failing: prometheus.NewDesc("sekisho_audit_failing", "1 while audit lines wait because the audit output cannot be written.", nil, nil),
+		lines:   prometheus.NewDesc("sekisho_audit_pending_lines", "Audit lines logged but not yet written.", nil, nil),
+		bytes:   prometheus.NewDesc("sekisho_audit_pending_bytes", "Bytes of audit lines logged but not yet written.", nil, nil),
+		errors:  prometheus.NewDesc("sekisho_audit_write_errors_total", "Failed writes of the audit output (each retry counts).", nil, nil),
+		dropped: prometheus.NewDesc("sekisho_audit_dropped_lines_total", "Audit lines lost: dropped with on_failure drop_and_count, or unwritten at shutdown.", nil, nil),
+	})
+}
+
+type auditCollector struct {
+	read                                   func() AuditStats
+	failing, lines, bytes, errors, dropped *prometheus.Desc
+}
+
+func (c *auditCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.failing, c.lines, c.bytes, c.errors, c.dropped} {
+		ch <- d
+	}
+}
+
+func (c *auditCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.read()
+	ch <- prometheus.MustNewConstMetric(c.failing, prometheus.GaugeValue, gauge(st.Failing))
+	ch <- prometheus.MustNewConstMetric(c.lines, prometheus.GaugeValue, float64(st.PendingLines))
+	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.GaugeValue, float64(st.PendingBytes))
+	ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.WriteErrors))
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped))
+}
+
 // Probe is a named yes/no state read at scrape time (an OIDC provider's
 // reachability).
 type Probe struct {

@@ -278,3 +278,16 @@ func TestOIDCProviderUp(t *testing.T) {
 		t.Errorf("unreachable provider still reads up: %q", got)
 	}
 }
+
+func TestAuditMetrics(t *testing.T) {
+	m := New(nil)
+	st := AuditStats{PendingLines: 3, PendingBytes: 300, Dropped: 2, WriteErrors: 7, Failing: true}
+	m.AddAudit(func() AuditStats { return st })
+	got := scrape(t, m, "sekisho_audit_")
+	for _, want := range []string{"sekisho_audit_failing 1\n", "sekisho_audit_pending_lines 3\n", "sekisho_audit_pending_bytes 300\n",
+		"sekisho_audit_write_errors_total 7\n", "sekisho_audit_dropped_lines_total 2\n"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("metrics lack %q:\n%s", want, got)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -410,5 +411,37 @@ func TestSlowUploadGets408(t *testing.T) {
 	log := e.Audit.String()
 	if !strings.Contains(log, `"status":408`) || !strings.Contains(log, "the client's request failed") {
 		t.Errorf("the audit line does not blame the client's upload:\n%s", log)
+	}
+}
+
+// A full disk under the audit log: the replica says it is unhealthy, so a
+// load balancer moves traffic away, and the metrics say why.
+func TestHealthzUnhealthyWhileTheAuditDiskIsFull(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full here")
+	}
+	e := testenv.Start(t, strings.Replace(hardeningConfig, "version: 1\n", "version: 1\naudit: {output: /dev/full}\nadmin: {address: \"127.0.0.1:0\"}\n", 1))
+	if status, _, _ := e.Get(e.Client(), "/public/x"); status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		status, body, _ := e.Get(e.Client(), "/.sekisho/healthz")
+		if status == http.StatusServiceUnavailable && strings.Contains(body, "audit log cannot be written") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("healthz with the audit disk full = %d %s, want 503", status, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	res, err := http.Get("http://" + e.AdminAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(b), "sekisho_audit_failing 1") {
+		t.Errorf("metrics do not say the audit log is failing")
 	}
 }

@@ -245,6 +245,11 @@ func (s *Server) provisionRoutes() error {
 		return fmt.Errorf("listen.trusted_proxies: %w", err)
 	}
 	s.metrics = metrics.New(s.pools)
+	s.metrics.AddAudit(func() metrics.AuditStats {
+		st := s.audit.Stats()
+		return metrics.AuditStats{PendingLines: st.PendingLines, PendingBytes: st.PendingBytes,
+			Dropped: st.Dropped, WriteErrors: st.WriteErrors, Failing: st.Failing}
+	})
 	chain, err := s.provisionAuthn()
 	if err != nil {
 		return err
@@ -261,7 +266,7 @@ func (s *Server) provisionRoutes() error {
 	}
 	portal := &web.Portal{
 		Sessions: s.sessions, JWKS: s.signer.Handler(), SecureCookies: cfg.SecureCookies(),
-		Logger: s.log.With("component", "portal"), Logout: s.logout,
+		Logger: s.log.With("component", "portal"), Logout: s.logout, Health: s.auditHealth,
 	}
 	if len(cfg.OIDC.Providers) > 0 {
 		if s.oidc, err = s.provisionOIDC(resolver); err != nil {
