@@ -21,9 +21,8 @@ func runServe(env Env, args []string) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	fs := flags(env, "serve", "serve [--config FILE] [--address HOST:PORT] [--data-dir DIR]")
-	cfgPath := fs.String("config", "", "config file (default: the embedded quickstart)")
+	cf := addConfigFlags(fs, false)
 	addr := fs.String("address", "", "override listen.address")
-	dataDir := fs.String("data-dir", "", "override data_dir")
 	logFormat := fs.String("log-format", "text", "operational log format: text or json")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := parse(fs, args); err != nil {
@@ -36,17 +35,12 @@ func runServe(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := loadConfig(*cfgPath)
+	cfg, err := cf.load()
 	if err != nil {
 		return err
 	}
-	if *addr != "" || *dataDir != "" {
-		if *addr != "" {
-			cfg.Listen.Address = *addr
-		}
-		if *dataDir != "" {
-			cfg.DataDir = *dataDir
-		}
+	if *addr != "" {
+		cfg.Listen.Address = *addr
 		if err := cfg.Validate(); err != nil {
 			return configError{err}
 		}
