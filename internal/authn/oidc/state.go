@@ -146,7 +146,8 @@ type callbackParams struct {
 // parseCallback parses the callback's raw query strictly: it must be valid
 // query syntax, at most maxCallbackQuery bytes, with each of state, code,
 // error and error_description at most once; state, when present, must have
-// the shape sekisho's states have; error must be an RFC 6749 error code.
+// the shape sekisho's states have; error must be an RFC 6749 error code; the
+// code only VSCHAR.
 func parseCallback(raw string) (callbackParams, error) {
 	if len(raw) > maxCallbackQuery {
 		return callbackParams{}, fmt.Errorf("callback query is %d bytes, over %d", len(raw), maxCallbackQuery)
@@ -184,7 +185,21 @@ func parseCallback(raw string) (callbackParams, error) {
 	if p.Error != "" && !errorCode(p.Error) {
 		return callbackParams{}, errors.New("callback error is not an OAuth error code")
 	}
+	if !vschar(p.Code) {
+		return callbackParams{}, errors.New("callback code has characters outside RFC 6749's VSCHAR (%x20-7E)")
+	}
 	return p, nil
+}
+
+// vschar reports whether s holds only RFC 6749 VSCHAR (%x20-7E), the
+// characters an authorization code may have (Appendix A.11).
+func vschar(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // errorCode reports whether s is an RFC 6749 error value: 1-64 characters
