@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // APIKeys holds API keys for machines. The key's secret is never stored,
@@ -144,7 +145,9 @@ func checkAPIKey(k APIKey) (string, error) {
 		items []string
 		check func(string) bool
 	}{
-		{"route", k.Routes, func(s string) bool { return strings.TrimSpace(s) == s && !strings.ContainsAny(s, "\x00\r\n") }},
+		{"route", k.Routes, func(s string) bool {
+			return strings.TrimSpace(s) == s && !strings.ContainsAny(s, "\x00\r\n") && utf8.ValidString(s)
+		}},
 		{"method", k.Methods, func(s string) bool { return strings.Trim(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == "" }},
 		{"path prefix", k.PathPrefixes, func(s string) bool { return s[0] == '/' && !strings.ContainsAny(s, "\x00\r\n?#") }},
 	} {

@@ -50,6 +50,13 @@ const MaxOIDCSealedBytes = 64 << 10
 var _ OIDCTokens = (*SQLite)(nil)
 
 func checkOIDCTokens(t OIDCTokenRecord) error {
+	for _, f := range []struct{ what, s string }{
+		{"oidc tokens: session id", t.SessionID}, {"oidc tokens: provider", t.Provider}, {"oidc tokens: subject", t.Subject},
+	} {
+		if err := checkText(f.what, f.s); err != nil {
+			return err
+		}
+	}
 	switch {
 	case t.SessionID == "" || len(t.SessionID) > 256:
 		return errors.New("oidc tokens: session id must be 1-256 bytes")

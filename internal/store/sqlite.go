@@ -122,6 +122,9 @@ func (s *SQLite) Close() error {
 // must say which store a command opened.
 func (s *SQLite) Path() string { return s.path }
 
+// Location implements Backend: the absolute path of the database file.
+func (s *SQLite) Location() string { return s.path }
+
 // SchemaVersion returns the highest migration applied to the database.
 func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64

@@ -120,7 +120,13 @@ func (s *SQLite) RevokeAPIKey(ctx context.Context, idOrName string) (APIKey, err
 			return ErrNotFound
 		case 1:
 		default:
-			return fmt.Errorf("%q is the id of key %q and the name of another key; revoke by the id of the one you mean", key, found[0].Name)
+			byID := found[0]
+			for _, k := range found {
+				if k.ID == key {
+					byID = k
+				}
+			}
+			return fmt.Errorf("%q is the id of key %q and the name of another key; revoke by the id of the one you mean", key, byID.Name)
 		}
 		out = found[0]
 		if !out.RevokedAt.IsZero() {

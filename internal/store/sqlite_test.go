@@ -250,42 +250,55 @@ func TestSecondHandleWritesWhileFirstReads(t *testing.T) {
 }
 
 func TestSequentialWritersFromTwoHandles(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "sekisho.db")
-	a := openTest(t, path, nil)
-	b := openTest(t, path, nil)
-	ctx := context.Background()
-	if err := a.CreateUser(ctx, User{Name: "bob"}); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.CreateUser(ctx, User{Name: "BOB"}); !errors.Is(err, ErrExists) {
-		t.Errorf("second handle creating a duplicate: err = %v, want ErrExists", err)
-	}
-	if err := b.SetDisabled(ctx, "bob", true); err != nil {
-		t.Fatal(err)
-	}
-	u, err := a.GetUser(ctx, "bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !u.Disabled {
-		t.Error("first handle does not see the second handle's write")
-	}
+	forBackends(t, func(t *testing.T, open opener) {
+		a := open(t, nil)
+		b := open(t, nil)
+		ctx := context.Background()
+		if err := a.CreateUser(ctx, User{Name: "bob"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.CreateUser(ctx, User{Name: "BOB"}); !errors.Is(err, ErrExists) {
+			t.Errorf("second handle creating a duplicate: err = %v, want ErrExists", err)
+		}
+		if err := b.SetDisabled(ctx, "bob", true); err != nil {
+			t.Fatal(err)
+		}
+		u, err := a.GetUser(ctx, "bob")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !u.Disabled {
+			t.Error("first handle does not see the second handle's write")
+		}
+	})
 }
 
+// TestRevocationValidation: rows neither backend could store alike are
+// refused by both with the same message (Postgres rejects NUL and invalid
+// UTF-8 in text, SQLite would keep them).
 func TestRevocationValidation(t *testing.T) {
-	s := openTest(t, "", nil)
-	for _, tc := range []struct {
-		name string
-		r    session.Revocation
-	}{
-		{"neither", session.Revocation{}},
-		{"both", session.Revocation{SessionID: "s", User: "u"}},
-		{"huge session id", session.Revocation{SessionID: strings.Repeat("x", 300)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := s.AddRevocation(context.Background(), tc.r); err == nil {
-				t.Errorf("AddRevocation(%+v) = nil, want error", tc.r)
-			}
-		})
-	}
+	forBackends(t, func(t *testing.T, open opener) {
+		s := open(t, nil)
+		ctx := context.Background()
+		for _, tc := range []struct {
+			name    string
+			r       session.Revocation
+			wantErr string
+		}{
+			{"neither", session.Revocation{}, "neither"},
+			{"both", session.Revocation{SessionID: "s", User: "u"}, "both"},
+			{"huge session id", session.Revocation{SessionID: strings.Repeat("x", 300)}, "longer than 256"},
+			{"NUL byte in session id", session.Revocation{SessionID: "s\x00id"}, "NUL byte"},
+			{"invalid UTF-8 in user", session.Revocation{User: "al\xffice"}, "not valid UTF-8"},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				if err := s.AddRevocation(ctx, tc.r); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("AddRevocation(%+v) = %v, want error containing %q", tc.r, err, tc.wantErr)
+				}
+			})
+		}
+		if rs, err := s.RevocationsSince(ctx, 0); err != nil || len(rs) != 0 {
+			t.Errorf("refused revocations wrote rows: %+v, %v", rs, err)
+		}
+	})
 }

@@ -21,6 +21,9 @@ func (s *SQLite) CreateUser(ctx context.Context, u User) error {
 	if err := checkEmail(u.Email); err != nil {
 		return fmt.Errorf("store: create user %q: %w", name, err)
 	}
+	if err := checkHash(u.PasswordHash); err != nil {
+		return fmt.Errorf("store: create user %q: %w", name, err)
+	}
 	groups, err := encodeGroups(u.Groups)
 	if err != nil {
 		return fmt.Errorf("store: create user %q: %w", name, err)
@@ -97,6 +100,9 @@ func (s *SQLite) CountUsers(ctx context.Context) (int, error) {
 
 // SetPassword implements Users.
 func (s *SQLite) SetPassword(ctx context.Context, name, hash string) error {
+	if err := checkHash(hash); err != nil {
+		return fmt.Errorf("store: set password of %q: %w", name, err)
+	}
 	return s.updateUser(ctx, "set password", name, true,
 		`UPDATE users SET password_hash = $2, password_changed_at = $3, updated_at = $3 WHERE name = $1`,
 		hash)

@@ -2,11 +2,12 @@
 // revocation log — behind one interface, [Store].
 //
 // [SQLite] is the embedded default (pure Go, no cgo) and suits one replica
-// plus the CLI writing to the same file from another process. A Postgres
-// implementation for several replicas will satisfy the same interface; callers
-// depend on [Store] (or the narrower [Users] and [Revocations]) and never on
-// the backend. Each backend keeps its SQL and its numbered migrations in its
-// own files (sqlite*.go, migrations/sqlite/).
+// plus the CLI writing to the same file from another process. [Postgres] is
+// for several replicas sharing one database. Both satisfy [Backend]; callers
+// depend on it (or the narrower [Store], [Users], [Revocations]...) and never
+// on the backend. Each backend keeps its SQL and its numbered migrations in
+// its own files (sqlite*.go, migrations/sqlite/; postgres*.go,
+// migrations/postgres/), and one conformance suite runs against both.
 package store
 
 import (
@@ -16,6 +17,7 @@ import (
 	"net/mail"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/sekisho/sekisho/internal/session"
 )
@@ -35,6 +37,19 @@ type Store interface {
 	Unlocks
 	// Close releases the database. Calls after Close fail.
 	Close() error
+}
+
+// Backend is everything the server and the CLI use of a store: the state in
+// [Store] and [OIDCTokens], plus what start-up and messages need. *SQLite
+// and *Postgres satisfy it.
+type Backend interface {
+	Store
+	OIDCTokens
+	// SchemaVersion returns the highest migration applied to the database.
+	SchemaVersion(ctx context.Context) (int, error)
+	// Location names the database for messages: the SQLite file's absolute
+	// path, or the Postgres URL without its password.
+	Location() string
 }
 
 // Users holds local accounts. Names are canonicalised with [CanonicalName]
@@ -200,6 +215,9 @@ func checkEmail(email string) error {
 	if email == "" {
 		return nil
 	}
+	if err := checkText("email", email); err != nil {
+		return err
+	}
 	a, err := mail.ParseAddress(email)
 	if err != nil || a.Address != email || a.Name != "" || len(email) > 254 {
 		return fmt.Errorf("email %q is not a bare address like user@example.com", truncate(email, 254))
@@ -207,7 +225,35 @@ func checkEmail(email string) error {
 	return nil
 }
 
+// checkText refuses a string that one of the backends could not store as
+// text: Postgres rejects NUL bytes and invalid UTF-8, SQLite takes both, so
+// both refuse them here and behave alike.
+func checkText(what, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%s %q is not valid UTF-8", what, truncate(s, 64))
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%s %q contains a NUL byte", what, truncate(s, 64))
+	}
+	return nil
+}
+
+// checkHash is checkText for a password hash, whose value stays out of
+// the message.
+func checkHash(h string) error {
+	if !utf8.ValidString(h) || strings.IndexByte(h, 0) >= 0 {
+		return errors.New("password hash is not valid UTF-8 text without NUL bytes")
+	}
+	return nil
+}
+
 func checkRevocation(r session.Revocation) error {
+	if err := checkText("revocation session id", r.SessionID); err != nil {
+		return err
+	}
+	if err := checkText("revocation user", r.User); err != nil {
+		return err
+	}
 	switch {
 	case r.SessionID == "" && r.User == "":
 		return errors.New("revocation names neither a session nor a user")
