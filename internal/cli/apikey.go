@@ -112,7 +112,7 @@ func runAPIKey(env Env, args []string) error {
 			}
 		}
 	}
-	st, err := server.OpenStore(cfg)
+	st, err := server.OpenStore(cfg, defaultSecrets())
 	if err != nil {
 		return err
 	}
@@ -144,7 +144,7 @@ func runAPIKey(env Env, args []string) error {
 			return err
 		}
 		if len(keys) == 0 {
-			fmt.Fprintf(env.Stderr, "no api keys in %s\n", st.Path())
+			fmt.Fprintf(env.Stderr, "no api keys in %s\n", st.Location())
 			return nil
 		}
 		tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)
@@ -161,7 +161,7 @@ func runAPIKey(env Env, args []string) error {
 	case "revoke":
 		k, err := st.RevokeAPIKey(ctx, target)
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no api key with name or id %q in %s", target, st.Path())
+			return fmt.Errorf("no api key with name or id %q in %s", target, st.Location())
 		} else if err != nil {
 			return err
 		}

@@ -76,7 +76,7 @@ func runUser(env Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	st, err := server.OpenStore(cfg)
+	st, err := server.OpenStore(cfg, defaultSecrets())
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func runUser(env Env, args []string) error {
 	// data_dir than the server's.
 	notFound := func(err error) error {
 		if errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("no user %q in %s (is this the data_dir the server uses? see --config and --data-dir)", name, st.Path())
+			return fmt.Errorf("no user %q in %s (is this the data_dir the server uses? see --config and --data-dir)", name, st.Location())
 		}
 		return err
 	}
@@ -97,7 +97,7 @@ func runUser(env Env, args []string) error {
 			return usageError{err.Error()}
 		}
 		if _, err := st.GetUser(ctx, canon); err == nil {
-			return fmt.Errorf("user %q already exists in %s (use passwd to change the password)", canon, st.Path())
+			return fmt.Errorf("user %q already exists in %s (use passwd to change the password)", canon, st.Location())
 		}
 		pw, err := readPassword(env, *pwStdin, canon)
 		if err != nil {
@@ -111,7 +111,7 @@ func runUser(env Env, args []string) error {
 		if err := st.CreateUser(ctx, u); err != nil {
 			return err
 		}
-		fmt.Fprintf(env.Stdout, "added user %q to %s\n", canon, st.Path())
+		fmt.Fprintf(env.Stdout, "added user %q to %s\n", canon, st.Location())
 	case "passwd":
 		if _, err := st.GetUser(ctx, name); err != nil {
 			return notFound(err)
@@ -149,7 +149,7 @@ func runUser(env Env, args []string) error {
 			return err
 		}
 		if len(users) == 0 {
-			fmt.Fprintf(env.Stderr, "no accounts in %s\n", st.Path())
+			fmt.Fprintf(env.Stderr, "no accounts in %s\n", st.Location())
 			return nil
 		}
 		tw := tabwriter.NewWriter(env.Stdout, 2, 4, 2, ' ', 0)

@@ -54,6 +54,7 @@ func setStr(s *string, v string) {
 // Parse, so a loaded Config is complete; Validate then checks the result.
 func (c *Config) applyDefaults() {
 	setStr(&c.DataDir, DefaultDataDir)
+	setStr(&c.Store.Driver, "sqlite")
 	l := &c.Listen
 	setStr(&l.Address, DefaultAddress)
 	setStr(&l.TLS.Mode, "off")

@@ -145,7 +145,7 @@ var (
 var sections = map[string]string{
 	"Config": "the top level", "Listen": "listen", "TLS": "listen.tls", "ACME": "listen.tls.acme",
 	"Session": "session", "LocalAccounts": "local_accounts", "Assertion": "assertion",
-	"Audit": "audit", "Admin": "admin", "Pool": "a pool", "HealthCheck": "a pool's health_check",
+	"Audit": "audit", "Admin": "admin", "Store": "store", "Pool": "a pool", "HealthCheck": "a pool's health_check",
 	"Route": "a route", "Policy": "a route's policy", "Duration": "a duration",
 }
 

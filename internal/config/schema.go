@@ -42,6 +42,7 @@ var enums = map[string][]string{
 	"Pool.Balance":    {"round_robin", "least_requests"},
 	"Pool.Builtin":    {"whoami"},
 	"Audit.OnFailure": {"block", "drop_and_count"},
+	"Store.Driver":    {"sqlite", "postgres"},
 }
 
 func schemaOf(t reflect.Type, docs map[string]string) map[string]any {

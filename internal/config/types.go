@@ -19,6 +19,9 @@ type Config struct {
 	// --config) against the working directory. --data-dir overrides it and,
 	// like any flag, is relative to the working directory.
 	DataDir string `yaml:"data_dir"`
+	// Store is where accounts, API keys, revocations and OIDC refresh
+	// tokens live. Default: the embedded SQLite database in DataDir.
+	Store Store `yaml:"store"`
 	// Listen is the public listener.
 	Listen Listen `yaml:"listen"`
 	// Session configures browser session cookies.
@@ -268,6 +271,18 @@ type Session struct {
 	// flowise.example.com share a sign-in). Empty (the default): a cookie
 	// is bound to the one host that issued it and refused on any other.
 	SignInDomain string `yaml:"sign_in_domain"`
+}
+
+// Store selects the state database.
+type Store struct {
+	// Driver is "sqlite" (the default: sekisho.db in data_dir, for one
+	// machine) or "postgres" (one database shared by every replica).
+	Driver string `yaml:"driver"`
+	// URL is the Postgres connection URL, as a secret reference
+	// ("env:SEKISHO_DATABASE_URL"): it holds the password. Required with
+	// driver postgres; not allowed with sqlite. Use sslmode=verify-full
+	// for a database across the network.
+	URL secret.Ref `yaml:"url"`
 }
 
 // LocalAccounts configures sign-in with sekisho's own accounts.

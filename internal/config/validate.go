@@ -36,6 +36,20 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		p.add([]any{"data_dir"}, "data_dir must not be empty")
 	}
+	switch st := c.Store; st.Driver {
+	case "sqlite":
+		if st.URL != "" {
+			p.add([]any{"store", "url"}, "store.url is for driver postgres; driver sqlite keeps its database in data_dir")
+		}
+	case "postgres":
+		if st.URL == "" {
+			p.add([]any{"store"}, "store.url is required with driver postgres (a secret reference such as env:SEKISHO_DATABASE_URL)")
+		} else if err := st.URL.Check(); err != nil {
+			p.add([]any{"store", "url"}, "store.url: %v", err)
+		}
+	default:
+		p.add([]any{"store", "driver"}, "store.driver %q: want sqlite or postgres", st.Driver)
+	}
 	c.validateListen(p)
 	c.validateRuleSettings(p)
 	c.validateSession(p)

@@ -67,7 +67,7 @@ type Server struct {
 	cfg     *config.Config
 	opts    Options
 	log     *slog.Logger
-	store   *store.SQLite
+	store   store.Backend
 	apikeys *apikey.Verifier
 	// sessionAuth is the session-cookie authenticator at the end of the chain.
 	sessionAuth *authn.Sessions
@@ -126,7 +126,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
-	if s.store, err = OpenStore(cfg); err != nil {
+	if s.store, err = OpenStore(cfg, opts.Secrets); err != nil {
 		return nil, err
 	}
 	s.closers = append(s.closers, s.store.Close)
@@ -351,11 +351,27 @@ func jwks(sg *assert.Signer) jose.JSONWebKeySet {
 	return set
 }
 
-// OpenStore opens the state database in the config's data directory. The
-// CLI uses it too, so revocations it writes (user disable, passwd) last as
-// long as the sessions they end.
-func OpenStore(cfg *config.Config) (*store.SQLite, error) {
-	return store.OpenSQLiteOptions(filepath.Join(cfg.DataDir, "sekisho.db"), store.Options{MaxSessionLifetime: cfg.Session.Lifetime.D()})
+// OpenStore opens the state database the config names: SQLite in its
+// data directory, or the Postgres database at store.url (a secret
+// reference, resolved with secrets). The CLI uses it too, so what it writes
+// (accounts, keys, revocations, unlocks) reaches every replica.
+func OpenStore(cfg *config.Config, secrets secret.Resolver) (store.Backend, error) {
+	opts := store.Options{MaxSessionLifetime: cfg.Session.Lifetime.D()}
+	if cfg.Store.Driver == "postgres" {
+		raw, err := secrets.Resolve(cfg.Store.URL)
+		if err != nil {
+			return nil, fmt.Errorf("store.url: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := store.OpenPostgres(ctx, string(raw), opts)
+		if err != nil {
+			// The error names the database without its password.
+			return nil, fmt.Errorf("store (postgres, %s): %w", cfg.Store.URL, err)
+		}
+		return st, nil
+	}
+	return store.OpenSQLiteOptions(filepath.Join(cfg.DataDir, "sekisho.db"), opts)
 }
 
 // compileRules sets up the WAF and the rate limiter and compiles the
@@ -430,7 +446,7 @@ func (s *Server) firstStart(ctx context.Context) error {
 	}
 	if n > 0 {
 		s.log.Info("local accounts exist; the first-start password of \"admin\" was shown once (reset it with: sekisho user passwd admin)",
-			"accounts", n, "store", filepath.Join(s.cfg.DataDir, "sekisho.db"))
+			"accounts", n, "store", s.store.Location())
 		return nil
 	}
 	pw, err := local.GeneratePassword()

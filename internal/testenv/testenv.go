@@ -25,6 +25,7 @@ import (
 
 	"github.com/sekisho/sekisho/internal/authn/local"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/secret"
 	"github.com/sekisho/sekisho/internal/server"
 	"github.com/sekisho/sekisho/internal/store"
 )
@@ -201,10 +202,12 @@ func (e *Env) AddUser(name, password, email string, groups ...string) {
 	}
 }
 
-// Store opens a second handle on the gateway's database (closed at cleanup).
-func (e *Env) Store() *store.SQLite {
+// Store opens a second handle on the gateway's database, SQLite or
+// Postgres as the config says (closed at cleanup): what another process,
+// the CLI or a second replica, would open.
+func (e *Env) Store() store.Backend {
 	e.T.Helper()
-	st, err := store.OpenSQLite(filepath.Join(e.DataDir, "sekisho.db"))
+	st, err := server.OpenStore(e.Config, secret.Resolver{})
 	if err != nil {
 		e.T.Fatal(err)
 	}
