@@ -235,7 +235,8 @@ func (p *Pipeline) admit(x *exchange) bool {
 		if p.PortalRules != nil && !portalExempt(clean) {
 			in := &rules.Input{IP: ip, Method: r.Method, Path: clean, Host: CanonicalHost(r.Host), Scheme: p.Clients.Proto(r),
 				Query: r.URL.Query(), Header: r.Header, Cookie: cookieValue(r), Request: r}
-			if p.applyRules(rec, r, info, p.PortalRules.Eval(r.Context(), rules.PhaseEdge, in)) {
+			res := p.PortalRules.Default(p.PortalRules.Eval(r.Context(), rules.PhaseEdge, in))
+			if p.applyRules(rec, r, info, res) {
 				return false
 			}
 		}

@@ -54,12 +54,25 @@ func (s *Set) Eval(ctx context.Context, phase Phase, in *Input) Result {
 	res := ev.run()
 	ev.reset()
 	evaluators.Put(ev)
-	if res.Action == ActionNone && phase == PhaseIdentity {
-		res.Action = s.defaultAction
-		res.Reason = "no rule matched: default " + string(s.defaultAction)
-		if s.defaultAction == ActionDeny {
-			res.Status = http.StatusForbidden
-		}
+	if phase == PhaseIdentity {
+		res = s.Default(res)
+	}
+	return res
+}
+
+// Default applies the set's default action (rules_default) to a result in
+// which no rule matched; any other result is returned as it is. Eval does
+// this after the identity phase; a request that has no identity phase (the
+// gateway's own endpoints) calls it after the edge phase, so with
+// rules_default: deny only an allow rule admits it.
+func (s *Set) Default(res Result) Result {
+	if res.Action != ActionNone {
+		return res
+	}
+	res.Action = s.defaultAction
+	res.Reason = "no rule matched: default " + string(s.defaultAction)
+	if s.defaultAction == ActionDeny {
+		res.Status = http.StatusForbidden
 	}
 	return res
 }

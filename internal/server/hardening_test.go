@@ -445,3 +445,40 @@ func TestHealthzUnhealthyWhileTheAuditDiskIsFull(t *testing.T) {
 		t.Errorf("metrics do not say the audit log is failing")
 	}
 }
+
+// The common IP-restriction shape: rules_default deny and one allow rule
+// for the office range. An address outside it must not reach the sign-in
+// page (password guessing from anywhere), though probes still reach healthz.
+func TestAllowlistGuardsTheSignInPage(t *testing.T) {
+	e := testenv.Start(t, `version: 1
+rules_default: deny
+rules:
+  - priority: 10
+    description: office only
+    match: {ip_ranges: ["127.0.0.2/32"]}
+    action: allow
+pools: [{name: app, urls: ["{{UPSTREAM}}"]}]
+routes:
+  - {name: app, host: "*", path: /, pool: app, policy: {allow_authenticated: true}}
+`)
+	e.AddUser("alice", pw, "alice@example.com")
+	outside, office := e.Client(), e.Client()
+	office.Transport = localAddrTransport("127.0.0.2")
+	if status, _, _ := e.Get(outside, "/.sekisho/login"); status != http.StatusForbidden {
+		t.Errorf("sign-in page from outside the allowed range = %d, want 403", status)
+	}
+	res, err := outside.PostForm(e.URL+"/.sekisho/login", url.Values{"username": {"alice"}, "password": {pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusForbidden {
+		t.Errorf("password POST from outside the allowed range = %d, want 403", res.StatusCode)
+	}
+	if status, _, _ := e.Get(office, "/.sekisho/login"); status != 200 {
+		t.Errorf("sign-in page from the office = %d, want 200", status)
+	}
+	if status, _, _ := e.Get(outside, "/.sekisho/healthz"); status != 200 {
+		t.Errorf("healthz from outside = %d, want 200 (probes)", status)
+	}
+}
