@@ -20,6 +20,13 @@ func runServe(env Env, args []string) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	// A write to a broken pipe on stdout or stderr (a log collector that
+	// died, the default audit output) kills a Go process with SIGPIPE
+	// unless SIGPIPE is caught; caught, the write fails with EPIPE, and the
+	// audit writer keeps the lines, retries and reports unhealthy.
+	pipe := make(chan os.Signal, 1)
+	signal.Notify(pipe, syscall.SIGPIPE)
+	defer signal.Stop(pipe)
 	fs := flags(env, "serve", "serve [--config FILE] [--address HOST:PORT] [--data-dir DIR]")
 	cf := addConfigFlags(fs, false)
 	addr := fs.String("address", "", "override listen.address")
