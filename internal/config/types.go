@@ -403,10 +403,12 @@ type Route struct {
 	Upgrades []string `yaml:"upgrades"`
 	// AllowedOrigins are the origins ("https://app.example.com") a browser
 	// request may come from: a request whose Origin header names another
-	// origin is refused with 403 (DNS-rebinding and cross-site protection).
-	// The route's own origin (scheme and Host of the request) is always
-	// allowed; a request without Origin is unaffected. Empty (the default):
-	// no Origin check.
+	// origin is refused with 403 (cross-site and DNS-rebinding protection);
+	// a request without Origin passes that check. On a route with an exact
+	// host, the route's own origin is allowed too. On a wildcard host it is
+	// not, and the route answers only the hosts of the listed origins, so a
+	// DNS-rebinding page (same-origin GETs carry no Origin) is refused by
+	// its Host. Empty (the default): no check.
 	AllowedOrigins []string `yaml:"allowed_origins"`
 	// RequestBodyTimeout bounds how long the client may take to send a
 	// request body: it must arrive within this long plus one second for

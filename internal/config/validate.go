@@ -421,7 +421,7 @@ func (c *Config) validateRoutes(p *problems, pools, issuers map[string]bool) {
 		c.validatePolicy(p, at, label, r.Policy)
 		for j, u := range r.Upgrades {
 			switch {
-			case strings.EqualFold(u, "h2c"):
+			case strings.EqualFold(strings.SplitN(u, "/", 2)[0], "h2c"):
 				p.add(at("upgrades", j), "%s: upgrades[%d] \"h2c\" is refused: an upstream that switches to cleartext HTTP/2 would serve requests inside the connection that sekisho never checks", label, j)
 			case !tokenRE.MatchString(u):
 				p.add(at("upgrades", j), "%s: upgrades[%d] %q is not a protocol name (an HTTP token such as websocket, optionally /version)", label, j, u)
@@ -539,6 +539,8 @@ func checkOrigin(o string) error {
 		return errors.New("must be an origin only: no path, query or fragment (https://app.example.com)")
 	case strings.ToLower(o) != o:
 		return errors.New("must be lower case, as browsers send it")
+	case u.Scheme == "https" && u.Port() == "443", u.Scheme == "http" && u.Port() == "80":
+		return errors.New("names the scheme's default port, which browsers leave out of Origin: drop it")
 	}
 	return nil
 }

@@ -46,6 +46,12 @@ type Route struct {
 	// DNS-rebinding page would always pass that check. Empty: no check.
 	AllowedOrigins []string
 	OwnOrigin      bool
+	// AllowedHosts, on a wildcard-host route with AllowedOrigins, are the
+	// host names of those origins (lower case, no port): the only Host such
+	// a route answers. A DNS-rebinding page makes same-origin requests,
+	// which carry no Origin on GET, under its own name; this is what turns
+	// it away. Empty: no Host check.
+	AllowedHosts []string
 }
 
 // Authenticator finds who made a request. It returns the anonymous identity
@@ -250,6 +256,11 @@ func (p *Pipeline) admit(x *exchange) bool {
 		return false
 	}
 	info.Route = rt.Name
+	if len(rt.AllowedHosts) > 0 && !slices.Contains(rt.AllowedHosts, CanonicalHost(r.Host)) {
+		info.Decision, info.Reason = "deny", "host "+strconvQuote(r.Host)+" is not the host of an allowed origin (DNS rebinding; route allowed_origins)"
+		web.Error(rec, r, http.StatusForbidden, "Requests for this host name are not allowed.")
+		return false
+	}
 	if len(rt.AllowedOrigins) > 0 {
 		if o := r.Header.Values("Origin"); len(o) > 0 && !p.originAllowed(rt, r, o) {
 			info.Decision, info.Reason = "deny", "foreign Origin "+strconvQuote(o[0])+" (route allowed_origins)"

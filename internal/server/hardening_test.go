@@ -204,12 +204,14 @@ func TestForeignOriginRefused(t *testing.T) {
 		name, host, path, origin string
 		want                     int
 	}{
-		{"listed_origin", "", "/chat/x", "https://chat.example.com", 200},
-		{"listed_origin_upper_case", "", "/chat/x", "https://CHAT.example.com", 200},
-		{"no_origin_header", "", "/chat/x", "", 200},
-		{"foreign_origin", "", "/chat/x", "https://evil.example", 403},
-		{"null_origin", "", "/chat/x", "null", 403},
+		{"listed_origin", "chat.example.com", "/chat/x", "https://chat.example.com", 200},
+		{"listed_origin_upper_case", "chat.example.com", "/chat/x", "https://CHAT.example.com", 200},
+		{"no_origin_header", "chat.example.com", "/chat/x", "", 200},
+		{"foreign_origin", "chat.example.com", "/chat/x", "https://evil.example", 403},
+		{"null_origin", "chat.example.com", "/chat/x", "null", 403},
 		{"dns_rebinding_own_host_on_wildcard_route", "rebind.evil.example", "/chat/x", "http://rebind.evil.example", 403},
+		{"dns_rebinding_same_origin_get_without_origin", "rebind.evil.example", "/chat/x", "", 403},
+		{"dns_rebinding_by_address", "", "/chat/x", "", 403},
 		{"exact_host_own_origin", "exact.test", "/x", "http://exact.test", 200},
 		{"exact_host_listed_partner", "exact.test", "/x", "https://partner.example.com", 200},
 		{"exact_host_foreign", "exact.test", "/x", "https://evil.example", 403},
@@ -217,7 +219,11 @@ func TestForeignOriginRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			req, _ := http.NewRequest("POST", e.URL+tc.path, strings.NewReader("{}"))
+			method, reqBody := "POST", io.Reader(strings.NewReader("{}"))
+			if tc.origin == "" {
+				method, reqBody = "GET", nil // same-origin GETs carry no Origin
+			}
+			req, _ := http.NewRequest(method, e.URL+tc.path, reqBody)
 			if tc.host != "" {
 				req.Host = tc.host
 			}

@@ -310,11 +310,27 @@ func (s *Server) provisionRoutes() error {
 		})
 		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy,
 			MaxAge: rc.Auth.MaxAge.D(), Rules: sets[rc.Name],
-			AllowedOrigins: rc.AllowedOrigins, OwnOrigin: !strings.Contains(rc.Host, "*")})
+			AllowedOrigins: rc.AllowedOrigins, OwnOrigin: !strings.Contains(rc.Host, "*"), AllowedHosts: originHosts(rc)})
 	}
 	s.pipeline = pl
 	s.handler = pl
 	return nil
+}
+
+// originHosts are the host names of a wildcard-host route's allowed
+// origins: the names it answers (see route.Route.AllowedHosts). nil for a
+// route with an exact host or without allowed_origins.
+func originHosts(rc config.Route) []string {
+	if !strings.Contains(rc.Host, "*") {
+		return nil
+	}
+	var hosts []string
+	for _, o := range rc.AllowedOrigins {
+		if u, err := url.Parse(o); err == nil { // validated
+			hosts = append(hosts, strings.ToLower(u.Hostname()))
+		}
+	}
+	return hosts
 }
 
 // targets turns a pool's URLs into targets, starting a built-in upstream on
