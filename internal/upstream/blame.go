@@ -82,6 +82,8 @@ func clientGone(err error) bool {
 type clientBody struct {
 	rc     io.ReadCloser
 	failed atomic.Pointer[RequestBodyError]
+	// done is set once the body was read to its end.
+	done atomic.Bool
 }
 
 // watchBody wraps body in a clientBody; nil and http.NoBody stay as they
@@ -103,8 +105,18 @@ func (b *clientBody) Read(p []byte) (int, error) {
 		}
 		return n, e
 	}
+	if err == io.EOF {
+		b.done.Store(true)
+	}
 	return n, err
 }
+
+// unfinished reports whether the body was still being read: the exchange
+// failed while the client was sending, so who was slow or broken cannot be
+// told apart (an app that gives up on a slow upload resets the connection
+// just like a failing one). Such a failure is not counted against the
+// target; active health checks still see a broken one.
+func (b *clientBody) unfinished() bool { return b != nil && !b.done.Load() }
 
 func (b *clientBody) Close() error { return b.rc.Close() }
 
@@ -120,5 +132,6 @@ func (b *clientBody) err() *RequestBodyError {
 // the gateway's own resources: not the target's fault.
 func gatewayOverloaded(err error) bool {
 	return neverConnected(err) && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
-		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM))
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.EADDRNOTAVAIL)) // no local port left
 }

@@ -303,3 +303,54 @@ func TestDyingTargetInFlightGETsGoToHealthyTarget(t *testing.T) {
 		}
 	}
 }
+
+// Ejection by slow uploads: an app that gives up on a slow upload (a
+// gunicorn worker killed at its timeout) resets the connection while the
+// client is still sending. Any client allowed on the route could eject the
+// target so; such a failure is not counted (active checks still see an app
+// that is really broken).
+func TestUpstreamGivingUpOnSlowUploadDoesNotEjectTarget(t *testing.T) {
+	up := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/up" {
+			io.WriteString(w, "ok")
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		if tc, ok := conn.(*net.TCPConn); ok {
+			tc.SetLinger(0) // a reset, not a clean close
+		}
+		conn.Close()
+	}))
+	for _, chunked := range []bool{false, true} {
+		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
+			pool := mustPool(t, PoolOptions{MaxFails: 1}, up.URL)
+			addr, _, _ := blameFront(t, ProxyOptions{Pool: pool}, nil)
+			for range 2 {
+				pr, pw := io.Pipe()
+				go func() {
+					defer pw.Close()
+					for range 20 { // 5 bytes every 50ms: 1 s for 100 bytes
+						if _, err := pw.Write([]byte("hello")); err != nil {
+							return
+						}
+						time.Sleep(50 * time.Millisecond)
+					}
+				}()
+				req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/up", pr)
+				if !chunked {
+					req.ContentLength = 100
+				}
+				res, err := http.DefaultClient.Do(req)
+				if err == nil {
+					io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+				}
+			}
+			notCounted(t, pool)
+		})
+	}
+}

@@ -12,31 +12,36 @@ import (
 // Defaults applied by [NewProxy] when ProxyOptions.BodyTimeout or
 // BodyMinRate is zero.
 const (
-	// DefaultBodyTimeout is the time a client has to send its request body,
-	// before the minimum rate extends it.
+	// DefaultBodyTimeout is the window over which a request body's rate is
+	// measured.
 	DefaultBodyTimeout = 30 * time.Second
 	// DefaultBodyMinRate is the slowest request body, in bytes per second,
-	// that keeps extending the body deadline.
+	// averaged over each window.
 	DefaultBodyMinRate = 1024
 )
 
-// rateBody is a client's request body that must arrive by a deadline
-// (mod_reqtimeout's body=Timeout,MinRate=Rate): start + timeout +
-// received/rate, each byte received extending it by 1/rate seconds. When
-// the deadline passes, a read blocked on the client is ended (the
+// rateBody is a client's request body that must keep arriving: in every
+// window of timeout from the start, at least rate×timeout bytes (rate
+// averaged over the window; a body that ends within a window is done). A
+// burst never buys credit for a later trickle, so a client that sends
+// 300 KB up front and then a byte a second is cut at the end of the next
+// window, not after minutes (as mod_reqtimeout's start+timeout+bytes/rate
+// would allow). With rate 0 the whole body must arrive within timeout.
+// When a window falls short, a read blocked on the client is ended (the
 // connection's read deadline), the outbound request is cancelled with a
 // cause wrapping ErrBodyTooSlow (which closes the upstream connection), and
 // every further read returns that cause.
 //
-// Reads only count bytes: the timer, set for the deadline as it stood, looks
-// at the count when it fires and sets itself again if the bytes that came
-// since moved the deadline on.
+// Reads only count bytes: the timer fires at each window's end and compares
+// the count with the one at the window's start.
 type rateBody struct {
 	rc       io.ReadCloser
 	start    time.Time
 	timeout  time.Duration
-	rate     int64 // bytes per second; 0: the deadline never moves
+	rate     int64 // bytes per second; 0: the whole body within timeout
 	received atomic.Int64
+	// windowStart is received at the current window's start (timer only).
+	windowStart int64
 
 	// mu orders the timer's expiry against the body's end and the
 	// request's end (stop): once stopped, the timer touches nothing (the
@@ -62,23 +67,13 @@ func newRateBody(body io.ReadCloser, w http.ResponseWriter, timeout time.Duratio
 	return b
 }
 
-// deadline is start + timeout + received/rate.
-func (b *rateBody) deadline() time.Time {
-	d := b.start.Add(b.timeout)
-	if b.rate <= 0 {
-		return d
-	}
-	n := b.received.Load()
-	secs := n / b.rate
-	const maxSecs = int64(100 * 365 * 24 * 3600) // a century: no overflow
-	if secs > maxSecs {
-		return d.Add(time.Duration(maxSecs) * time.Second)
-	}
-	return d.Add(time.Duration(secs)*time.Second + time.Duration(n%b.rate)*time.Second/time.Duration(b.rate))
+// windowMin is the bytes a window must carry: rate×timeout, at least 1.
+func (b *rateBody) windowMin() int64 {
+	return max(1, int64(float64(b.rate)*b.timeout.Seconds()))
 }
 
-// check runs when the timer fires: it expires the body, or sets the timer
-// for the deadline the bytes received since have moved it to.
+// check runs at each window's end: it starts the next window if this one
+// carried enough, else it expires the body.
 func (b *rateBody) check() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -86,16 +81,19 @@ func (b *rateBody) check() {
 		return
 	}
 	now := time.Now()
-	if left := b.deadline().Sub(now); left > 0 {
-		b.timer.Reset(left)
+	n := b.received.Load()
+	got := n - b.windowStart
+	if b.rate > 0 && got >= b.windowMin() {
+		b.windowStart = n
+		b.timer.Reset(b.timeout)
 		return
 	}
 	b.stopped = true
-	min := "no minimum rate"
+	min := fmt.Sprintf("the whole body within %v", b.timeout)
 	if b.rate > 0 {
-		min = fmt.Sprintf("minimum %d bytes/s after %v", b.rate, b.timeout)
+		min = fmt.Sprintf("%d bytes in the last %v, minimum %d bytes/s", got, b.timeout, b.rate)
 	}
-	b.err = fmt.Errorf("%w: %d bytes in %v (%s)", ErrBodyTooSlow, b.received.Load(), now.Sub(b.start).Round(time.Millisecond), min)
+	b.err = fmt.Errorf("%w: %d bytes in %v (%s)", ErrBodyTooSlow, n, now.Sub(b.start).Round(time.Millisecond), min)
 	b.expired.Store(true)
 	b.unblock()
 	b.cancel(b.err)

@@ -64,9 +64,9 @@ func TestSlowlorisBodyGets408(t *testing.T) {
 	}
 }
 
-// Each byte received extends the deadline by 1/BodyMinRate: a body that
-// keeps coming at more than the minimum rate may take longer than
-// BodyTimeout. A negative BodyTimeout means no deadline.
+// A body that keeps coming at more than the minimum rate in every window
+// may take much longer than BodyTimeout. A negative BodyTimeout means no
+// deadline.
 func TestBodyMinRateExtendsDeadline(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -75,7 +75,7 @@ func TestBodyMinRateExtendsDeadline(t *testing.T) {
 		pause   time.Duration // between chunks
 	}{
 		// 10 chunks of 50 bytes, 100ms apart: 500 B/s for a second, against
-		// a minimum of 10 B/s (each chunk adds 5s to a 300ms deadline).
+		// a minimum of 10 B/s over each 300ms window.
 		{"steady upload above the minimum rate", 300 * time.Millisecond, 10, 100 * time.Millisecond},
 		{"no deadline", -1, 0, 100 * time.Millisecond},
 	}
@@ -116,24 +116,46 @@ func TestBodyMinRateExtendsDeadline(t *testing.T) {
 	}
 }
 
-// The deadline's arithmetic: start + timeout + received/rate.
-func TestRateBodyDeadline(t *testing.T) {
-	start := time.Unix(1000, 0)
-	tests := []struct {
-		rate, received int64
-		want           time.Duration // after start
-	}{
-		{1024, 0, 30 * time.Second},
-		{1024, 1024, 31 * time.Second},
-		{1024, 512, 30*time.Second + 500*time.Millisecond},
-		{0, 1 << 40, 30 * time.Second},
-		{1, 1 << 62, 30*time.Second + 100*365*24*time.Hour},
-	}
-	for _, tc := range tests {
-		b := &rateBody{start: start, timeout: 30 * time.Second, rate: tc.rate}
-		b.received.Store(tc.received)
-		if got := b.deadline().Sub(start); got != tc.want {
-			t.Errorf("rate %d, received %d: deadline start+%v, want start+%v", tc.rate, tc.received, got, tc.want)
+// Banked slowloris: a burst up front must not buy a later trickle the
+// time it would take to send that burst again at the minimum rate. Each
+// window must carry the minimum on its own.
+func TestBurstThenTrickleGets408(t *testing.T) {
+	up := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		fmt.Fprintf(w, "%d %v", n, err)
+	}))
+	pool := mustPool(t, PoolOptions{}, up.URL)
+	// Windows of 300ms, at least 300 bytes each (1000 B/s).
+	addr, failures, _ := blameFront(t, ProxyOptions{Pool: pool, BodyTimeout: 300 * time.Millisecond, BodyMinRate: 1000}, nil)
+	pr, pw := io.Pipe()
+	go func() {
+		defer pw.Close()
+		if _, err := pw.Write([]byte(strings.Repeat("x", 5000))); err != nil { // 5 s of credit under start+timeout+bytes/rate
+			return
 		}
+		for range 20 { // then 10 B/s for 2 s
+			time.Sleep(100 * time.Millisecond)
+			if _, err := pw.Write([]byte("x")); err != nil {
+				return
+			}
+		}
+	}()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+addr+"/up", pr)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("burst then trickle: %d %q, want 408", res.StatusCode, body)
+	}
+	select {
+	case f := <-failures:
+		if !errors.Is(f.err, ErrBodyTooSlow) {
+			t.Errorf("cause %v, want ErrBodyTooSlow", f.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("ErrorHandler not called")
 	}
 }

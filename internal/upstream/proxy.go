@@ -79,16 +79,16 @@ type ProxyOptions struct {
 	// other 101 is answered 502 and its upstream connection closed.
 	Upgrades []string
 	// BodyTimeout and BodyMinRate bound how slowly a client may send its
-	// request body (mod_reqtimeout's body=BodyTimeout,MinRate=BodyMinRate):
-	// the body must be read in full by BodyTimeout after the proxy began,
-	// plus 1/BodyMinRate seconds for every byte received. On expiry the
-	// proxy stops reading the body, aborts the upstream request (its
-	// connection is closed) and answers 408 through ErrorHandler with an
-	// error wrapping ErrBodyTooSlow; it does not count against the target.
-	// Upgrades (WebSocket) are exempt. BodyTimeout 0 means
+	// request body: every window of BodyTimeout from the start must carry
+	// at least BodyMinRate×BodyTimeout bytes (the rate averaged over the
+	// window; a burst never buys credit for a later trickle). When a window
+	// falls short the proxy stops reading the body, aborts the upstream
+	// request (its connection is closed) and answers 408 through
+	// ErrorHandler with an error wrapping ErrBodyTooSlow; it does not count
+	// against the target. BodyTimeout 0 means
 	// DefaultBodyTimeout (30s), negative means no body deadline at all.
 	// BodyMinRate 0 means DefaultBodyMinRate (1024 bytes/s), negative means
-	// the deadline never moves: the whole body within BodyTimeout.
+	// the whole body within BodyTimeout.
 	BodyTimeout time.Duration
 	BodyMinRate int64
 	// ErrorHandler writes the answer when no upstream response can be
@@ -242,28 +242,11 @@ func (h *proxy) begin(w http.ResponseWriter, r *http.Request) (*reqState, *http.
 		})
 	}
 	out := r.WithContext(st)
-	if h.bodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 && !h.upgrading(r.Header) {
+	if h.bodyTimeout > 0 && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		st.body = newRateBody(r.Body, w, h.bodyTimeout, h.bodyMinRate, cancel)
 		out.Body = st.body
 	}
 	return st, out
-}
-
-// upgrading reports whether the client's header h asks for an upgrade the
-// proxy relays: its body is then the upgraded connection, which has no
-// deadline.
-func (h *proxy) upgrading(hd http.Header) bool {
-	if hd["Upgrade"] == nil || !hasToken(hd["Connection"], "upgrade") {
-		return false
-	}
-	for _, v := range hd["Upgrade"] {
-		for tok := range strings.SplitSeq(v, ",") {
-			if h.upgrades.allows(strings.TrimSpace(tok)) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // Deadline, Done, Err and Value make reqState a context.

@@ -98,6 +98,10 @@ func (p *Pool) roundTrip(req *http.Request, owned bool) (*http.Response, error) 
 		if errors.Is(err, errInvalidRequest) {
 			return nil, err
 		}
+		if body.unfinished() && !neverConnected(err) {
+			p.log.Debug("upstream request failed while the client was still sending its body: not counted", "target", t.url.String(), "error", err)
+			return nil, err
+		}
 		if gatewayOverloaded(err) {
 			p.log.Error("cannot connect to an upstream: the gateway is out of resources", "target", t.url.String(), "error", err)
 			return nil, fmt.Errorf("upstream pool %q: %w: %w", p.name, ErrGatewayOverloaded, err)
