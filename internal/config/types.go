@@ -410,13 +410,14 @@ type Route struct {
 	// DNS-rebinding page (same-origin GETs carry no Origin) is refused by
 	// its Host. Empty (the default): no check.
 	AllowedOrigins []string `yaml:"allowed_origins"`
-	// RequestBodyTimeout bounds how long the client may take to send a
-	// request body: it must arrive within this long plus one second for
-	// every RequestBodyMinRate bytes received, else the request ends with 408
-	// and the upstream connection is closed. Default "30s"; "-1s": no limit.
+	// RequestBodyTimeout is the window over which a request body's upload
+	// rate is measured: every window from the body's start must carry
+	// RequestBodyMinRate bytes per second on average, else the request ends
+	// with 408 and the upstream connection is closed. Default "30s"; "-1s":
+	// no limit.
 	RequestBodyTimeout Duration `yaml:"request_body_timeout"`
-	// RequestBodyMinRate is the slowest upload rate allowed once
-	// RequestBodyTimeout has passed, in bytes per second. Default 1024.
+	// RequestBodyMinRate is the slowest upload rate allowed, in bytes per
+	// second averaged over each RequestBodyTimeout window. Default 1024.
 	RequestBodyMinRate int64 `yaml:"request_body_min_rate"`
 	// Policy says who may use the route. Required: a route without a
 	// policy is a config error (deny by default).
