@@ -55,6 +55,16 @@ var (
 		"x-ms-token-",           // Azure App Service authentication
 		"x-goog-authenticated-", // Google IAP
 		"x-webauth-",            // Grafana's and others' auth proxy mode
+		"x-consumer-",           // Kong
+		"x-authenticated-",      // Kong (X-Authenticated-Userid, -Scope)
+		"x-vouch-",              // Vouch Proxy
+		"tailscale-",            // Tailscale serve (Tailscale-User-Login, ...)
+		"x-ssl-client-",         // client certificates forwarded by nginx, HAProxy
+		"ssl-client-",           // the same, without the X-
+		"x-client-cert",         // Envoy, Traefik (-Cert, -Cert-Chain, ...)
+		"x-envoy-",              // Envoy and Istio sidecars trust these
+		"x-middleware-",         // Next.js internal: X-Middleware-Subrequest skips its middleware (CVE-2025-29927)
+		"x-invoke-",             // Next.js internal routing
 	}
 	ownedNames = []string{
 		"forwarded", "x-real-ip", "x-request-id", "x-client-ip", "true-client-ip", "x-original-forwarded-for",
@@ -64,6 +74,11 @@ var (
 		"remote-user", "remote-groups", "remote-name", "remote-email",
 		"x-remote-user", "x-remote-group", "x-remote-groups", "x-remote-email", "x-user", "x-email", "x-user-email", "x-username",
 		"gap-auth", "gap-signature", // oauth2-proxy's older names
+		// Keycloak Gatekeeper / Louketo.
+		"x-auth-userid", "x-auth-username", "x-auth-email", "x-auth-roles", "x-auth-groups", "x-auth-subject", "x-auth-audience",
+		"x-credential-identifier", "x-anonymous-consumer", "x-userinfo", // Kong
+		"x-client-verify", "x-arr-clientcert", // client certificates (nginx, IIS ARR)
+		"x-now-route-matches", // Next.js internal
 		// URL and method overrides (IIS, Symfony, Laravel, Zend; Rails,
 		// Express method-override): the app would serve another path or
 		// method than the one sekisho matched, scoped and checked.
@@ -175,27 +190,68 @@ func ownCookie(name string) bool {
 // (session fixation across routes). It returns how many it removed.
 func stripSetCookies(h http.Header, extra []string) int {
 	lines := h["Set-Cookie"]
-	if len(lines) == 0 {
-		return 0
-	}
-	kept := lines[:0:0]
-	for _, line := range lines {
-		name, _, _ := strings.Cut(line, "=")
+	drop := func(line string) bool {
+		name, value, _ := strings.Cut(line, "=")
 		name = strings.TrimSpace(name)
-		if ownCookie(name) || slices.Contains(extra, name) {
-			continue
+		if name == "" {
+			// "=sekisho=x" sets a cookie without a name, which browsers
+			// send as "sekisho=x": judge it by what it will read as.
+			name, _, _ = strings.Cut(value, "=")
+			name = strings.TrimSpace(name)
 		}
-		kept = append(kept, line)
+		return ownCookie(name) || slices.Contains(extra, name)
+	}
+	first := -1
+	for i, line := range lines {
+		if drop(line) {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return 0 // the common case: nothing copied
+	}
+	kept := append([]string(nil), lines[:first]...)
+	for _, line := range lines[first+1:] {
+		if !drop(line) {
+			kept = append(kept, line)
+		}
 	}
 	n := len(lines) - len(kept)
-	switch {
-	case n == 0:
-	case len(kept) == 0:
+	if len(kept) == 0 {
 		delete(h, "Set-Cookie")
-	default:
+	} else {
 		h["Set-Cookie"] = kept
 	}
 	return n
+}
+
+// stripClearSiteData removes from an app's Clear-Site-Data the directives
+// that clear cookies ("cookies", "*"): they would clear the gateway's
+// session on the whole site, every route's with it. Cache and storage
+// directives stay. It reports whether it removed any.
+func stripClearSiteData(h http.Header) bool {
+	var kept []string
+	removed := false
+	for _, v := range h["Clear-Site-Data"] {
+		for tok := range strings.SplitSeq(v, ",") {
+			switch t := strings.Trim(strings.TrimSpace(tok), `"`); t {
+			case "":
+			case "cookies", "*":
+				removed = true
+			default:
+				kept = append(kept, `"`+t+`"`)
+			}
+		}
+	}
+	switch {
+	case !removed:
+	case len(kept) == 0:
+		delete(h, "Clear-Site-Data")
+	default:
+		h["Clear-Site-Data"] = []string{strings.Join(kept, ", ")}
+	}
+	return removed
 }
 
 // stripCookies removes sekisho's cookies (ownCookie, and the names given)

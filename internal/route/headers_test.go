@@ -147,12 +147,15 @@ func TestOtherProxiesIdentityHeadersOwned(t *testing.T) {
 		"X-Authentik-Username", "X-Pomerium-Claim-Email", "Cf-Access-Authenticated-User-Email",
 		"Cf-Connecting-Ip", "X-Amzn-Oidc-Identity", "X-Ms-Client-Principal-Name", "X-Goog-Authenticated-User-Email",
 		"X-Webauth-User", "X-Http-Method-Override", "X-Method-Override", "Client-Ip", "X-Serverless-Authorization",
+		"X-Middleware-Subrequest", "X-Invoke-Path", "X-Now-Route-Matches", "X-Auth-Userid", "X-Auth-Email", "X-Auth-Roles",
+		"X-Consumer-Username", "X-Authenticated-Userid", "X-Credential-Identifier", "X-Userinfo", "Tailscale-User-Login",
+		"X-Vouch-User", "X-Ssl-Client-Dn", "Ssl-Client-Verify", "X-Client-Cert", "X-Client-Verify", "X-Arr-Clientcert", "X-Envoy-Original-Path",
 	} {
 		if !owned(name) {
 			t.Errorf("%s reaches the app from the client", name)
 		}
 	}
-	for _, name := range []string{"Accept", "Authorization", "Content-Type", "X-Trace", "Remote", "X-Original"} {
+	for _, name := range []string{"Accept", "Authorization", "Content-Type", "X-Trace", "Remote", "X-Original", "X-Auth-Token", "X-Api-Key"} {
 		if owned(name) {
 			t.Errorf("%s is an ordinary header, but stripped", name)
 		}
@@ -195,9 +198,45 @@ func TestAppSetCookieForGatewayCookieRemoved(t *testing.T) {
 	if got := h["Set-Cookie"]; len(got) != 2 || got[0] != "app_session=keep; Path=/" || got[1] != "theme=dark" {
 		t.Errorf("kept %q", got)
 	}
+	// A nameless cookie "=sekisho=x" is sent back by browsers as "sekisho=x".
+	h = http.Header{"Set-Cookie": {"=sekisho=planted", " = __Host-sekisho=planted", "=theme=dark"}}
+	if n := stripSetCookies(h, nil); n != 2 || len(h["Set-Cookie"]) != 1 || h["Set-Cookie"][0] != "=theme=dark" {
+		t.Errorf("nameless cookies: removed %d, kept %q", n, h["Set-Cookie"])
+	}
 	h = http.Header{"Set-Cookie": {"sekisho=x"}}
 	stripSetCookies(h, nil)
 	if _, ok := h["Set-Cookie"]; ok {
 		t.Errorf("an emptied Set-Cookie header stayed: %v", h)
+	}
+}
+
+// An app's Clear-Site-Data: "cookies" would clear the gateway's session on
+// the whole site; the cache and storage directives are the app's own.
+func TestAppClearSiteDataCookiesRemoved(t *testing.T) {
+	tests := []struct {
+		in   []string
+		want []string
+	}{
+		{[]string{`"cookies"`}, nil},
+		{[]string{`"*"`}, nil},
+		{[]string{`"cache", "cookies", "storage"`}, []string{`"cache", "storage"`}},
+		{[]string{`"cache"`, `"cookies"`}, []string{`"cache"`}},
+		{[]string{`"cache", "storage"`}, []string{`"cache", "storage"`}},
+	}
+	for _, tc := range tests {
+		h := http.Header{"Clear-Site-Data": tc.in}
+		stripClearSiteData(h)
+		if diff := cmp.Diff(tc.want, h["Clear-Site-Data"]); diff != "" {
+			t.Errorf("Clear-Site-Data %q (-want +got):\n%s", tc.in, diff)
+		}
+	}
+}
+
+// stripSetCookies runs on every response with a Set-Cookie: nothing is
+// copied when nothing is the gateway's.
+func TestStripSetCookiesAllocatesNothingWhenNothingIsRemoved(t *testing.T) {
+	h := http.Header{"Set-Cookie": {"app=1; Path=/", "theme=dark"}}
+	if n := testing.AllocsPerRun(100, func() { stripSetCookies(h, nil) }); n != 0 {
+		t.Errorf("stripSetCookies allocates %v times, want 0", n)
 	}
 }

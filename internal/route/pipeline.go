@@ -401,13 +401,20 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 
 // ModifyResponse is the upstream proxy's response hook: an app never sets
 // the gateway's cookies. Every Set-Cookie for a name in sekisho's namespace
-// (or OwnCookies) is removed before the browser sees it, so one app cannot
-// plant, replace or clear the session that every other route trusts.
+// (or OwnCookies, or a nameless cookie that reads as one) is removed before
+// the browser sees it, and so is a Clear-Site-Data that clears cookies, so
+// one app cannot plant, replace or clear through its headers the session
+// that every other route trusts.
 func (p *Pipeline) ModifyResponse(res *http.Response) error {
 	if n := stripSetCookies(res.Header, p.OwnCookies); n > 0 {
 		info := reqinfo.From(res.Request.Context())
 		info.RuleNotes = joinNote(info.RuleNotes, "removed the app's Set-Cookie for the gateway's cookie")
 		p.Logger.Warn("the app tried to set the gateway's cookie; removed", "request_id", info.ID, "route", info.Route, "count", n)
+	}
+	if res.Header["Clear-Site-Data"] != nil && stripClearSiteData(res.Header) {
+		info := reqinfo.From(res.Request.Context())
+		info.RuleNotes = joinNote(info.RuleNotes, "removed the app's Clear-Site-Data cookies")
+		p.Logger.Warn("the app tried to clear the site's cookies, the gateway's session with them; removed", "request_id", info.ID, "route", info.Route)
 	}
 	return nil
 }
