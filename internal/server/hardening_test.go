@@ -424,6 +424,9 @@ func TestSlowUploadGets408(t *testing.T) {
 // load balancer moves traffic away, and the metrics say why.
 func TestHealthzUnhealthyWhileTheAuditDiskIsFull(t *testing.T) {
 	if _, err := os.Stat("/dev/full"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no /dev/full: CI must run this test")
+		}
 		t.Skip("no /dev/full here")
 	}
 	e := testenv.Start(t, strings.Replace(hardeningConfig, "version: 1\n", "version: 1\naudit: {output: /dev/full}\nadmin: {address: \"127.0.0.1:0\"}\n", 1))
