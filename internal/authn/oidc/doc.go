@@ -93,7 +93,8 @@
 //
 // Each provider's reachability is tracked (Handler.Reachable): a call that
 // fails with a connection error, a timeout, a 5xx answer or a broken
-// discovery document marks it unreachable, and it stays so until a call to
+// discovery document marks it unreachable (a 5xx to a code exchange does
+// not: anyone can bring a garbage code), and it stays so until a call to
 // it succeeds. While it is unreachable, starting a sign-in with it gets a
 // 503 page that names the provider and the request id instead of a redirect
 // to a dead provider, and sign-out does not send the browser there either;

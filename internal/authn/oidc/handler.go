@@ -120,7 +120,8 @@ func (h *Handler) Providers() []ProviderInfo { return append([]ProviderInfo(nil)
 // Reachable reports whether the named provider is taken to be reachable, for
 // a metric. It turns false when a call to the provider fails with a
 // connection error, a timeout, a 5xx answer or a broken discovery document
-// (discovery, code exchange, refresh, keys), and true again when a call
+// (discovery, code exchange, refresh, keys; not a 5xx to a code exchange,
+// which anyone can provoke with a garbage code), and true again when a call
 // succeeds; while false, sekisho probes the provider's discovery document at
 // most every Options.RetryAfter, and starting a sign-in with it (or the
 // provider's part of a sign-out) shows the "unreachable" page instead of

@@ -264,12 +264,20 @@ func (p *provider) oauth2Config(d *discovered, redirectURL string) *oauth2.Confi
 }
 
 // exchange trades the code for tokens. A refusal by the provider
-// (*oauth2.RetrieveError) is returned as is; anything else (connection,
-// timeout, a 5xx answer) wraps ErrUnreachable and marks the provider down.
+// (*oauth2.RetrieveError) is returned as is; a connection error or a
+// timeout wraps ErrUnreachable and marks the provider down. A 5xx answer is
+// returned as a refusal and marks nothing: anyone can start a flow and
+// bring a garbage code, and a provider that answers such a code with a 5xx
+// must not let them keep sign-in "unreachable" for everyone. A provider
+// that is really down fails its discovery probe too.
 func (p *provider) exchange(parent context.Context, d *discovered, redirectURL, code, verifier string) (*oauth2.Token, error) {
 	ctx, cancel := p.ctx(parent)
 	defer cancel()
 	tok, err := p.oauth2Config(d, redirectURL).Exchange(ctx, code, oauth2.VerifierOption(verifier))
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 500 {
+		return nil, fmt.Errorf("token endpoint answered %d to the code exchange: %w", re.Response.StatusCode, err)
+	}
 	return tok, p.outcome(parent, classify(err))
 }
 
