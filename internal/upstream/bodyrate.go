@@ -51,18 +51,18 @@ type rateBody struct {
 	stopped bool
 	err     error // set at expiry: wraps ErrBodyTooSlow
 	expired atomic.Bool
-	// unblock ends a read blocked on the client; cancel cancels the
+	// w is the client's response writer, whose connection gets a read
+	// deadline at expiry to end a read blocked on the client (a
+	// ResponseController made only then); cancel cancels the
 	// outbound request with the given cause.
-	unblock func()
-	cancel  func(error)
+	w      http.ResponseWriter
+	cancel func(error)
 }
 
 // newRateBody wraps body. w's connection gets a read deadline at expiry, to
 // end a read blocked on the client; cancel is the request's cancel.
 func newRateBody(body io.ReadCloser, w http.ResponseWriter, timeout time.Duration, rate int64, cancel func(error)) *rateBody {
-	b := &rateBody{rc: body, start: time.Now(), timeout: timeout, rate: rate, cancel: cancel}
-	rc := http.NewResponseController(w)
-	b.unblock = func() { _ = rc.SetReadDeadline(time.Now()) }
+	b := &rateBody{rc: body, start: time.Now(), timeout: timeout, rate: rate, cancel: cancel, w: w}
 	b.timer = time.AfterFunc(timeout, b.check)
 	return b
 }
@@ -95,7 +95,7 @@ func (b *rateBody) check() {
 	}
 	b.err = fmt.Errorf("%w: %d bytes in %v (%s)", ErrBodyTooSlow, n, now.Sub(b.start).Round(time.Millisecond), min)
 	b.expired.Store(true)
-	b.unblock()
+	_ = http.NewResponseController(b.w).SetReadDeadline(time.Now())
 	b.cancel(b.err)
 }
 
