@@ -3,11 +3,11 @@
 package route
 
 import (
-	"net"
 	"sort"
 	"strings"
 
 	"github.com/sekisho/sekisho/internal/pathnorm"
+	"github.com/sekisho/sekisho/internal/session"
 )
 
 // Router maps a host and a normalised path to the route that serves them.
@@ -113,16 +113,6 @@ func longest[T any](l []entry[T], p string) (T, bool) {
 }
 
 // CanonicalHost lower-cases a Host header and removes the port, IPv6
-// brackets and one trailing dot.
-func CanonicalHost(h string) string {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
-	}
-	h = strings.TrimSuffix(strings.Trim(h, "[]"), ".")
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(h)
-		}
-	}
-	return h
-}
+// brackets and one trailing dot. It is session.CanonicalHost, the form a
+// session is bound to, so a session is bound to exactly what picks the app.
+func CanonicalHost(h string) string { return session.CanonicalHost(h) }

@@ -7,9 +7,9 @@ import (
 )
 
 // CanonicalHost lower-cases a Host header and removes the port, IPv6
-// brackets and one trailing dot: the form a session is bound to. It is the
-// form the router matches routes on (route.CanonicalHost; a test holds the
-// two equal), so a session is bound to exactly what picks the app.
+// brackets and one trailing dot: the form a session is bound to, and the
+// one the router matches routes on (route.CanonicalHost calls this), so a
+// session is bound to exactly what picks the app.
 func CanonicalHost(h string) string {
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		h = host
