@@ -155,6 +155,7 @@ session: {keys: ["env:A", "env:B"]}
 assertion: {keys: ["file:/k.pem"]}
 oidc: {providers: [{name: corp, issuer: "https://id.example.com", client_id: c, client_secret: "env:C"}]}
 redis: {url: "env:D"}
+store: {driver: postgres, url: "env:E"}
 pools: [{name: app, builtin: whoami}]
 routes: [{name: app, host: "*", pool: app, policy: {allow_authenticated: true}}]
 `))
@@ -172,6 +173,7 @@ routes: [{name: app, host: "*", pool: app, policy: {allow_authenticated: true}}]
 		`redis.url = env:D @ t.yaml:5`,
 		`session.keys[0] = env:A @ t.yaml:2`,
 		`session.keys[1] = env:B @ t.yaml:2`,
+		`store.url = env:E @ t.yaml:6`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("secret references found (-want +got):\n%s", diff)
