@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -100,59 +99,12 @@ audit: {output: `+auditPath+`}
 pools: [{name: app, urls: ["http://127.0.0.1:9"]}]
 routes: [{name: app, host: "*", pool: app, policy: {allow_authenticated: true}}]
 `)
-	var stdout, stderr lockedBuffer
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Stdout = &stdout
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	gone := make(chan struct{}) // closed when the process has exited
-	var exitErr error
-	addrc := make(chan string, 1)
-	go func() {
-		addrRE := regexp.MustCompile(`msg="sekisho is serving" address=(\S+)`)
-		sc := bufio.NewScanner(errPipe)
-		for sc.Scan() {
-			stderr.Write([]byte(sc.Text() + "\n"))
-			if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
-			}
-		}
-		exitErr = cmd.Wait()
-		close(gone)
-		exited <- exitErr
-	}()
+	var stdout lockedBuffer
+	p := startServe(t, bin, cfg, &stdout)
+	cmd, addr, stderr, exited := p.cmd, p.addr, &p.stderr, p.exited
 	// alive fails the test at once if the gateway died (SIGHUP's default
 	// action gives "signal: hangup").
-	alive := func() bool {
-		select {
-		case <-gone:
-			t.Fatalf("sekisho serve exited: %v", exitErr)
-		default:
-		}
-		return true
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("stderr of sekisho serve:\n%s", stderr.String())
-		}
-	})
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-exited:
-		t.Fatalf("serve exited before serving: %v", err)
-	case <-time.After(60 * time.Second):
-		t.Fatal("serve did not report its address within 60s")
-	}
+	alive := func() bool { return p.alive(t) }
 	hangup := func() {
 		t.Helper()
 		if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {

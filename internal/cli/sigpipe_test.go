@@ -1,11 +1,9 @@
 package cli
 
 import (
-	"bufio"
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -32,52 +30,12 @@ routes: [{name: app, host: "*", pool: app, policy: {public: true}}]
 		t.Fatal(err)
 	}
 	r.Close() // the collector is gone before the first line
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Stdout = w
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	p := startServe(t, bin, cfg, w)
 	w.Close()
-	var stderr lockedBuffer
-	addrc, gone := make(chan string, 1), make(chan struct{})
-	var exitErr error
-	go func() {
-		addrRE := regexp.MustCompile(`msg="sekisho is serving" address=(\S+)`)
-		sc := bufio.NewScanner(errPipe)
-		for sc.Scan() {
-			stderr.Write([]byte(sc.Text() + "\n"))
-			if m := addrRE.FindStringSubmatch(sc.Text()); m != nil {
-				addrc <- m[1]
-			}
-		}
-		exitErr = cmd.Wait()
-		close(gone)
-	}()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-		}
-		if t.Failed() {
-			t.Logf("stderr of sekisho serve:\n%s", stderr.String())
-		}
-	})
-	var addr string
-	select {
-	case addr = <-addrc:
-	case <-gone:
-		t.Fatalf("serve exited before serving: %v", exitErr)
-	}
+	addr := p.addr
 	unhealthy := false
 	waitUntil(t, "healthz says the audit log cannot be written", func() bool {
-		select {
-		case <-gone:
-			t.Fatalf("serve died on the closed stdout pipe: %v", exitErr)
-		default:
-		}
+		p.alive(t) // dead on the closed stdout pipe: "signal: broken pipe"
 		res, err := http.Get("http://" + addr + "/public")
 		if err == nil {
 			res.Body.Close()
@@ -90,9 +48,9 @@ routes: [{name: app, host: "*", pool: app, policy: {public: true}}]
 		unhealthy = res.StatusCode == http.StatusServiceUnavailable
 		return unhealthy
 	})
-	cmd.Process.Signal(syscall.SIGTERM)
-	<-gone
-	if ee, ok := exitErr.(*exec.ExitError); ok && strings.Contains(ee.String(), "signal") {
-		t.Fatalf("serve ended by a signal after SIGTERM: %v", exitErr)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.gone
+	if ee, ok := p.err.(*exec.ExitError); ok && strings.Contains(ee.String(), "signal") {
+		t.Fatalf("serve ended by a signal after SIGTERM: %v", p.err)
 	}
 }
