@@ -239,9 +239,7 @@ func (p *Pipeline) admit(x *exchange) bool {
 	if strings.HasPrefix(clean, web.Prefix) || clean == strings.TrimSuffix(web.Prefix, "/") {
 		r.URL.Path, r.URL.RawPath = clean, ""
 		if p.PortalRules != nil && !portalExempt(clean) {
-			in := &rules.Input{IP: ip, Method: r.Method, Path: clean, Host: CanonicalHost(r.Host), Scheme: p.Clients.Proto(r),
-				Query: r.URL.Query(), Header: r.Header, Cookie: cookieValue(r), Request: r}
-			res := p.PortalRules.Default(p.PortalRules.Eval(r.Context(), rules.PhaseEdge, in))
+			res := p.PortalRules.Default(p.PortalRules.Eval(r.Context(), rules.PhaseEdge, p.ruleInput(r, ip, clean)))
 			if p.applyRules(rec, r, info, res) {
 				return false
 			}
@@ -272,8 +270,7 @@ func (p *Pipeline) admit(x *exchange) bool {
 	var addHeaders http.Header
 	edgeMatched := false
 	if rt.Rules != nil {
-		in = &rules.Input{IP: ip, Method: r.Method, Path: clean, Host: CanonicalHost(r.Host), Scheme: p.Clients.Proto(r),
-			Query: r.URL.Query(), Header: r.Header, Cookie: cookieValue(r), Request: r}
+		in = p.ruleInput(r, ip, clean)
 		res := rt.Rules.Eval(r.Context(), rules.PhaseEdge, in)
 		if p.applyRules(rec, r, info, res) {
 			return false
@@ -419,6 +416,13 @@ func (p *Pipeline) ModifyResponse(res *http.Response) error {
 	return nil
 }
 
+// ruleInput is what the rules see of a request: the client's address, the
+// normalised path, the canonical host.
+func (p *Pipeline) ruleInput(r *http.Request, ip netip.Addr, clean string) *rules.Input {
+	return &rules.Input{IP: ip, Method: r.Method, Path: clean, Host: CanonicalHost(r.Host), Scheme: p.Clients.Proto(r),
+		Query: r.URL.Query(), Header: r.Header, Cookie: cookieValue(r), Request: r}
+}
+
 // portalExempt reports whether a gateway endpoint answers before the edge
 // rules: the health check (load balancers probe it from their own ranges,
 // which an IP rule must not turn into "every replica is down") and the
@@ -535,18 +539,18 @@ func (p *Pipeline) UpstreamError(w http.ResponseWriter, r *http.Request, status 
 		return
 	}
 	info.Reason += "; upstream failed: " + err.Error()
-	msg := "The app did not answer properly. Try again in a moment."
-	switch {
-	case errors.Is(err, upstream.ErrGatewayOverloaded):
+	if errors.Is(err, upstream.ErrGatewayOverloaded) {
 		p.Logger.Error("gateway out of resources", "request_id", info.ID, "route", info.Route, "err", err)
-		msg = "The gateway is overloaded. Try again in a moment."
-	case status == http.StatusServiceUnavailable:
-		msg = "The app is unavailable: no healthy server is left to answer. Try again later."
-	case status == http.StatusGatewayTimeout:
-		msg = "The app took too long to answer."
+		web.Error(w, r, status, "The gateway is overloaded. Try again in a moment.")
+		return
 	}
-	if !errors.Is(err, upstream.ErrGatewayOverloaded) {
-		p.Logger.Warn("upstream error", "request_id", info.ID, "route", info.Route, "status", status, "err", err)
+	p.Logger.Warn("upstream error", "request_id", info.ID, "route", info.Route, "status", status, "err", err)
+	msg := "The app did not answer properly. Try again in a moment."
+	switch status {
+	case http.StatusServiceUnavailable:
+		msg = "The app is unavailable: no healthy server is left to answer. Try again later."
+	case http.StatusGatewayTimeout:
+		msg = "The app took too long to answer."
 	}
 	web.Error(w, r, status, msg)
 }
