@@ -167,6 +167,35 @@ func New(o Options) (*Verifier, error) {
 // error means a key was present and refused; it names the key's id and
 // name and the rule that refused it, never the secret.
 func (v *Verifier) Authenticate(_ http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+	return v.authenticate(r, v.authzRts)
+}
+
+// Routes is a Verifier with its own list of the routes that take a key in
+// Authorization: each config generation has one, so a reload that turns
+// auth.authorization_header on or off for a route takes effect with that
+// generation, while the keys, their cache and last-used times stay the
+// Verifier's.
+type Routes struct {
+	v     *Verifier
+	authz map[string]bool
+}
+
+// ForRoutes returns the Verifier with authorizationRoutes in place of
+// Options.AuthorizationRoutes.
+func (v *Verifier) ForRoutes(authorizationRoutes []string) *Routes {
+	m := make(map[string]bool, len(authorizationRoutes))
+	for _, r := range authorizationRoutes {
+		m[r] = true
+	}
+	return &Routes{v: v, authz: m}
+}
+
+// Authenticate is Verifier.Authenticate with this view's routes.
+func (rv *Routes) Authenticate(_ http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+	return rv.v.authenticate(r, rv.authz)
+}
+
+func (v *Verifier) authenticate(r *http.Request, authzRts map[string]bool) (identity.Identity, error) {
 	info := reqinfo.From(r.Context())
 	tok, header, n := "", "", 0
 	for _, val := range r.Header[HeaderProxyAuthorization] {
@@ -174,7 +203,7 @@ func (v *Verifier) Authenticate(_ http.ResponseWriter, r *http.Request) (identit
 			tok, header, n = t, HeaderProxyAuthorization, n+1
 		}
 	}
-	if v.authzRts[info.Route] {
+	if authzRts[info.Route] {
 		for _, val := range r.Header[HeaderAuthorization] {
 			if t, ok := bearerKey(val); ok {
 				tok, header, n = t, HeaderAuthorization, n+1
@@ -212,6 +241,27 @@ func (v *Verifier) Authenticate(_ http.ResponseWriter, r *http.Request) (identit
 		}
 	}
 	return identity.Identity{Kind: identity.APIKey, User: e.user, Provider: "apikey", SessionID: e.rec.ID, AuthTime: now}, nil
+}
+
+// StillValid reports, from the cache alone (no store read), whether the
+// key with this id may still be used at now: nil, or why not (revoked,
+// expired, or gone from the store). The gateway asks it for the keys of
+// open streams, once revocations have reached this replica.
+func (v *Verifier) StillValid(id string, now time.Time) error {
+	v.mu.RLock()
+	e, ok := v.keys[id]
+	v.mu.RUnlock()
+	if !ok {
+		return fmt.Errorf("apikey: key %s: %w", id, ErrUnknown)
+	}
+	k := &e.rec
+	switch {
+	case !k.RevokedAt.IsZero():
+		return fmt.Errorf("apikey: key %s (%q): %w at %s", k.ID, k.Name, ErrRevoked, k.RevokedAt.Format(time.RFC3339))
+	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
+		return fmt.Errorf("apikey: key %s (%q): %w at %s", k.ID, k.Name, ErrExpired, k.ExpiresAt.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // check applies the rules after the secret matched: revoked, expired,

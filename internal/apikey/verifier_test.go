@@ -417,3 +417,39 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+// A reload that turns auth.authorization_header off for a route must stop
+// the gateway reading (and consuming) keys in Authorization there at once:
+// the header then belongs to the app again. The attack: a key that leaked
+// into an app's own Authorization header keeps working through the
+// gateway after the operator turned that off.
+func TestForRoutesReadsAuthorizationOnlyOnItsRoutes(t *testing.T) {
+	clk := testclock.New(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	st := openStore(t, "", clk)
+	key := mustCreate(t, st, Spec{Name: "bot", Routes: []string{"dify-api", "flowise-api"}})
+	v := newVerifier(t, st, clk, Options{AuthorizationRoutes: []string{"dify-api"}})
+	before, after := v.ForRoutes([]string{"dify-api"}), v.ForRoutes([]string{"flowise-api"})
+	for _, tc := range []struct {
+		name string
+		a    interface {
+			Authenticate(http.ResponseWriter, *http.Request) (identity.Identity, error)
+		}
+		route    string
+		wantUser string
+	}{
+		{"generation_with_authorization_on_reads_it", before, "dify-api", "apikey:bot"},
+		{"generation_with_it_turned_off_leaves_it_to_the_app", after, "dify-api", ""},
+		{"generation_that_turned_it_on_for_another_route_reads_it_there", after, "flowise-api", "apikey:bot"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, info := request("GET", tc.route, "/", HeaderAuthorization, "Bearer "+key)
+			id, err := tc.a.Authenticate(httptest.NewRecorder(), r)
+			if err != nil || id.User != tc.wantUser {
+				t.Fatalf("Authenticate = %q, %v; want %q", id.User, err, tc.wantUser)
+			}
+			if (info.CredentialHeader != "") != (tc.wantUser != "") {
+				t.Errorf("CredentialHeader = %q with user %q", info.CredentialHeader, id.User)
+			}
+		})
+	}
+}

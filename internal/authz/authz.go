@@ -5,6 +5,7 @@ package authz
 import (
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
@@ -28,6 +29,8 @@ type Policy struct {
 	emails  map[string]bool
 	domains map[string]bool
 	groups  map[string]bool
+	// maxAge, above zero, is how recent a browser session's sign-in must be.
+	maxAge time.Duration
 }
 
 // Compile prepares a validated config policy for fast decisions. A nil
@@ -44,6 +47,30 @@ func Compile(p *config.Policy) *Policy {
 	c.domains = set(p.Domains, true)
 	c.groups = set(p.Groups, false)
 	return c
+}
+
+// CompileRoute is Compile for a route (or a tunnel): the policy, and
+// maxAge (auth.max_age), above zero, how recent a browser session's sign-in
+// must be. Everything that decides whether an identity may use a route is
+// here, so that a request, and an open stream re-checked after a reload,
+// are decided by one call: DecideAt.
+func CompileRoute(p *config.Policy, maxAge time.Duration) *Policy {
+	c := Compile(p)
+	c.maxAge = maxAge
+	return c
+}
+
+// MaxAge is the route's auth.max_age; zero: none.
+func (p *Policy) MaxAge() time.Duration { return p.maxAge }
+
+// DecideAt is Decide with the route's max_age applied at time now: a
+// browser session signed in longer ago than that needs a new sign-in.
+func (p *Policy) DecideAt(id identity.Identity, now time.Time) Decision {
+	d := p.Decide(id)
+	if d.Allow && p.maxAge > 0 && id.Kind == identity.Session && now.Sub(id.AuthTime) > p.maxAge {
+		return Decision{NeedsLogin: true, Reason: "route demands a sign-in within " + p.maxAge.String()}
+	}
+	return d
 }
 
 func set(l []string, fold bool) map[string]bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -68,5 +69,36 @@ func BenchmarkDecide(b *testing.B) {
 		if !p.Decide(id).Allow {
 			b.Fatal("denied")
 		}
+	}
+}
+
+// A session signed in long ago must not pass a route that demands a recent
+// sign-in: the stale-session attack (a laptop left signed in for a day
+// reaching the admin app whose max_age is an hour). API keys and bearer
+// tokens have no sign-in to renew and are not sent to sign in.
+func TestDecideAtRefusesStaleSessionOnMaxAgeRoute(t *testing.T) {
+	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
+	p := CompileRoute(&config.Policy{AllowAuthenticated: true}, time.Hour)
+	for _, tc := range []struct {
+		name      string
+		id        identity.Identity
+		wantAllow bool
+	}{
+		{"fresh_session", identity.Identity{Kind: identity.Session, User: "ana", AuthTime: now.Add(-59 * time.Minute)}, true},
+		{"stale_session_is_sent_to_sign_in", identity.Identity{Kind: identity.Session, User: "ana", AuthTime: now.Add(-25 * time.Hour)}, false},
+		{"api_key_has_no_sign_in_age", identity.Identity{Kind: identity.APIKey, User: "apikey:bot", AuthTime: now.Add(-48 * time.Hour)}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := p.DecideAt(tc.id, now)
+			if d.Allow != tc.wantAllow {
+				t.Fatalf("DecideAt = %+v, want allow %v", d, tc.wantAllow)
+			}
+			if !d.Allow && (!d.NeedsLogin || !strings.Contains(d.Reason, "within 1h0m0s")) {
+				t.Errorf("refusal %+v: want a sign-in naming the max_age", d)
+			}
+		})
+	}
+	if p.MaxAge() != time.Hour || Compile(nil).MaxAge() != 0 {
+		t.Error("MaxAge does not report the route's max_age")
 	}
 }

@@ -29,6 +29,9 @@ type Metrics struct {
 	// series deleted, which would leave cached ones counting unexported.
 	mu     sync.RWMutex
 	series map[seriesKey]series
+
+	reloads    *prometheus.CounterVec
+	lastReload prometheus.Gauge
 }
 
 type seriesKey struct {
@@ -42,8 +45,12 @@ type series struct {
 }
 
 // New builds the metrics and a registry with Go and process collectors.
-// pools feed the upstream health gauges, read at scrape time.
-func New(pools []*upstream.Pool) *Metrics {
+// pools returns the pools of the config in force, read at scrape time for
+// the upstream health gauges (a reload changes them); nil: none.
+func New(pools func() []*upstream.Pool) *Metrics {
+	if pools == nil {
+		pools = func() []*upstream.Pool { return nil }
+	}
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		reg:    reg,
@@ -57,8 +64,19 @@ func New(pools []*upstream.Pool) *Metrics {
 			Help:    "Time to the end of the response, by route (streams count their whole life).",
 			Buckets: []float64{.001, .005, .01, .05, .1, .5, 1, 5, 30, 120, 600},
 		}, []string{"route"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sekisho_config_reloads_total",
+			Help: "Config reloads by result: \"applied\", or \"refused\" (the config in force was kept).",
+		}, []string{"result"}),
+		lastReload: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sekisho_config_last_reload_success_timestamp_seconds",
+			Help: "When the config in force was applied (start or last applied reload), as a Unix time.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.reloads.WithLabelValues("applied")
+	m.reloads.WithLabelValues("refused")
+	m.lastReload.SetToCurrentTime()
+	reg.MustRegister(m.requests, m.duration, m.reloads, m.lastReload, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	labels := []string{"pool", "target"}
 	reg.MustRegister(&poolCollector{pools: pools,
 		available: prometheus.NewDesc("sekisho_upstream_healthy",
@@ -99,6 +117,17 @@ func (m *Metrics) seriesFor(k seriesKey) series {
 	}
 	m.series[k] = s
 	return s
+}
+
+// Reloaded records a config reload: applied, or refused with the config in
+// force kept.
+func (m *Metrics) Reloaded(applied bool) {
+	if !applied {
+		m.reloads.WithLabelValues("refused").Inc()
+		return
+	}
+	m.reloads.WithLabelValues("applied").Inc()
+	m.lastReload.SetToCurrentTime()
 }
 
 // Handler serves /metrics.
@@ -160,22 +189,23 @@ type Probe struct {
 
 // AddOIDCProviders exports sekisho_oidc_provider_up{provider}: 1 while the
 // provider is taken to be reachable, 0 while new sign-ins with it get the
-// "unreachable" page. Call it once, before serving.
-func (m *Metrics) AddOIDCProviders(providers []Probe) {
+// "unreachable" page. providers returns the probes of the config in force,
+// read at scrape time. Call it once, before serving.
+func (m *Metrics) AddOIDCProviders(providers func() []Probe) {
 	m.reg.MustRegister(&probeCollector{probes: providers,
 		desc: prometheus.NewDesc("sekisho_oidc_provider_up",
 			"1 while the OIDC provider answers, 0 while it is unreachable (new sign-ins with it get the unreachable page).", []string{"provider"}, nil)})
 }
 
 type probeCollector struct {
-	probes []Probe
+	probes func() []Probe
 	desc   *prometheus.Desc
 }
 
 func (c *probeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, p := range c.probes {
+	for _, p := range c.probes() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, gauge(p.Up()), p.Name)
 	}
 }
@@ -185,7 +215,7 @@ func (c *probeCollector) Collect(ch chan<- prometheus.Metric) {
 // takes traffic, so a target that passes its active checks but is
 // passively ejected reads 0, with sekisho_upstream_ejected 1.
 type poolCollector struct {
-	pools                        []*upstream.Pool
+	pools                        func() []*upstream.Pool
 	available, ejected, inflight *prometheus.Desc
 }
 
@@ -196,7 +226,7 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, p := range c.pools {
+	for _, p := range c.pools() {
 		for _, t := range p.Status() {
 			ch <- prometheus.MustNewConstMetric(c.available, prometheus.GaugeValue, gauge(t.Available), p.Name(), t.URL)
 			ch <- prometheus.MustNewConstMetric(c.ejected, prometheus.GaugeValue, gauge(!t.EjectedUntil.IsZero()), p.Name(), t.URL)

@@ -248,7 +248,7 @@ func TestUpstreamHealthyMeansTakingTraffic(t *testing.T) {
 	if s := pool.Status()[0]; !s.Healthy || s.Available {
 		t.Fatalf("dead target %+v, want healthy (no checks) and not available (ejected)", s)
 	}
-	m := New([]*upstream.Pool{pool})
+	m := New(func() []*upstream.Pool { return []*upstream.Pool{pool} })
 	want := strings.NewReplacer("DEAD", dead, "LIVE", live.URL).Replace(`# HELP sekisho_upstream_ejected 1 while the upstream target is passively ejected after failures, 0 otherwise.
 # TYPE sekisho_upstream_ejected gauge
 sekisho_upstream_ejected{pool="app",target="DEAD"} 1
@@ -268,7 +268,9 @@ sekisho_upstream_healthy{pool="app",target="LIVE"} 1
 func TestOIDCProviderUp(t *testing.T) {
 	m := New(nil)
 	up := true
-	m.AddOIDCProviders([]Probe{{Name: "corp", Up: func() bool { return up }}, {Name: "google", Up: func() bool { return true }}})
+	m.AddOIDCProviders(func() []Probe {
+		return []Probe{{Name: "corp", Up: func() bool { return up }}, {Name: "google", Up: func() bool { return true }}}
+	})
 	want := "sekisho_oidc_provider_up{provider=\"corp\"} 1\nsekisho_oidc_provider_up{provider=\"google\"} 1\n"
 	if got := scrape(t, m, "sekisho_oidc_provider_up{"); got != want {
 		t.Errorf("reachable: got\n%s\nwant\n%s", got, want)
@@ -289,5 +291,21 @@ func TestAuditMetrics(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("metrics lack %q:\n%s", want, got)
 		}
+	}
+}
+
+func TestReloadMetrics(t *testing.T) {
+	m := New(nil)
+	if got := scrape(t, m, "sekisho_config_reloads_total{"); got != "sekisho_config_reloads_total{result=\"applied\"} 0\nsekisho_config_reloads_total{result=\"refused\"} 0\n" {
+		t.Errorf("before any reload: %q", got)
+	}
+	m.Reloaded(true)
+	m.Reloaded(false)
+	m.Reloaded(false)
+	if got := scrape(t, m, "sekisho_config_reloads_total{"); got != "sekisho_config_reloads_total{result=\"applied\"} 1\nsekisho_config_reloads_total{result=\"refused\"} 2\n" {
+		t.Errorf("after one applied and two refused reloads: %q", got)
+	}
+	if got := scrape(t, m, "sekisho_config_last_reload_success_timestamp_seconds 1"); got == "" {
+		t.Errorf("last success timestamp: %q", got)
 	}
 }

@@ -27,14 +27,12 @@ import (
 type Route struct {
 	// Name is the route's config name and the assertion's audience.
 	Name string
-	// Policy decides who may pass.
+	// Policy decides who may pass (authz.CompileRoute: the route's policy
+	// and its auth.max_age).
 	Policy *authz.Policy
 	// Upstream serves allowed requests: a streaming reverse proxy whose
 	// Rewrite hook is the Pipeline's Rewrite.
 	Upstream http.Handler
-	// MaxAge, when above zero, demands that a browser session signed in
-	// within this long; an older one is sent to sign in again (re-auth).
-	MaxAge time.Duration
 	// Rules are the gateway's and the route's security rules, merged. nil:
 	// none (nothing is evaluated).
 	Rules *rules.Set
@@ -110,6 +108,10 @@ type Pipeline struct {
 	// route's max_age, for identities from an OIDC provider; false means
 	// the sign-in page (local accounts). nil: always the sign-in page.
 	ReAuth func(provider, next string, maxAge time.Duration) (string, bool)
+	// Streams, when set, is told of every open stream of an allowed
+	// request (through the upstream proxy's OnStream, which must be
+	// p.OnStream). nil: streams are not tracked.
+	Streams StreamTracker
 }
 
 // exchange is one request's way through the pipeline, in one allocation:
@@ -284,12 +286,8 @@ func (p *Pipeline) admit(x *exchange) bool {
 	if id.Authenticated() {
 		info.User, info.Kind, info.Provider = id.User, string(id.Kind), id.Provider
 	}
-	d := rt.Policy.Decide(id)
+	d := rt.Policy.DecideAt(id, p.now())
 	info.Reason = d.Reason
-	if d.Allow && rt.MaxAge > 0 && id.Kind == identity.Session && p.now().Sub(id.AuthTime) > rt.MaxAge {
-		d = authz.Decision{NeedsLogin: true, Reason: "route demands a sign-in within " + rt.MaxAge.String()}
-		info.Reason = d.Reason
-	}
 	switch {
 	case d.NeedsLogin && err != nil:
 		info.Reason = "credential refused: " + err.Error()
@@ -311,8 +309,8 @@ func (p *Pipeline) admit(x *exchange) bool {
 			target += "?" + r.URL.RawQuery
 		}
 		loc := redirect.LoginURL(target)
-		if id.Authenticated() && rt.MaxAge > 0 && p.ReAuth != nil {
-			if u, ok := p.ReAuth(id.Provider, target, rt.MaxAge); ok {
+		if maxAge := rt.Policy.MaxAge(); id.Authenticated() && maxAge > 0 && p.ReAuth != nil {
+			if u, ok := p.ReAuth(id.Provider, target, maxAge); ok {
 				loc = u
 			}
 		}
@@ -553,4 +551,37 @@ func (p *Pipeline) UpstreamError(w http.ResponseWriter, r *http.Request, status 
 		msg = "The app took too long to answer."
 	}
 	web.Error(w, r, status, msg)
+}
+
+// Stream is an open stream the pipeline let through: an event stream or
+// an upgraded connection (WebSocket), described well enough to decide
+// again whether it may go on (after a config reload, a sign-out).
+type Stream struct {
+	// Route is the name of the route that admitted it; Host and Path (the
+	// normalised path) are what it was routed by.
+	Route, Host, Path string
+	// RequestID is the id of the request that opened it.
+	RequestID string
+	// Identity is who opened it.
+	Identity identity.Identity
+	// End ends the stream with cause (an event stream finishes cleanly, an
+	// upgraded connection is closed). Safe to call more than once.
+	End func(cause error)
+}
+
+// StreamTracker keeps the open streams. Track is called when a response
+// turns out to be a stream and returns what forgets it when it ends; it
+// must not block.
+type StreamTracker interface {
+	Track(*Stream) (forget func())
+}
+
+// OnStream is the upstream proxy's OnStream hook: it hands the stream of
+// an allowed request to p.Streams. r is the request the pipeline forwarded.
+func (p *Pipeline) OnStream(r *http.Request, end func(cause error)) func() {
+	x, ok := r.Context().Value(forwardKey{}).(*exchange)
+	if !ok || p.Streams == nil || !x.allowed {
+		return nil
+	}
+	return p.Streams.Track(&Stream{Route: x.route.Name, Host: r.Host, Path: x.fw.clean, RequestID: x.info.ID, Identity: x.fw.id, End: end})
 }

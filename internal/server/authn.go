@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/sekisho/sekisho/internal/apikey"
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/bearer"
 	"github.com/sekisho/sekisho/internal/authn/iap"
@@ -19,74 +18,32 @@ import (
 	"github.com/sekisho/sekisho/internal/web"
 )
 
-// provisionAuthn builds the chain of authenticators: the IAP assertion
-// (when trusted), API keys and bearer tokens (explicit credentials, so a
-// refused one is refused even next to a session cookie), then the session.
-func (s *Server) provisionAuthn() (authn.Chain, error) {
-	var chain authn.Chain
-	cfg := s.cfg
-	if t := cfg.Listen.TrustGoogleIAP; t != nil {
-		a, err := iap.New(iapOptions(t, s.opts.Now))
-		if err != nil {
-			return nil, fmt.Errorf("listen.trust_google_iap: %w", err)
-		}
-		chain = append(chain, a)
-	}
-	authzRoutes := map[string]bool{}
-	var authzList []string
-	for _, r := range cfg.Routes {
-		if r.Auth.AuthorizationHeader {
-			authzRoutes[r.Name] = true
-			authzList = append(authzList, r.Name)
-		}
-	}
-	v, err := apikey.New(apikey.Options{
-		Source: s.store, AuthorizationRoutes: authzList, Now: s.opts.Now,
-		PollEvery: cfg.APIKeys.PollInterval.D(), FlushEvery: cfg.APIKeys.LastUsedFlush.D(),
-		Logger: s.log.With("component", "apikey"),
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := v.Sync(context.Background()); err != nil {
-		s.log.Warn("load API keys (will retry)", "err", err)
-	}
-	s.apikeys = v
-	chain = append(chain, v)
-	if len(cfg.BearerIssuers) > 0 {
-		b, err := bearer.New(bearerOptions(cfg, authzRoutes, s.opts.Now))
-		if err != nil {
-			return nil, err
-		}
-		chain = append(chain, qualified{b})
-	}
-	s.sessionAuth = &authn.Sessions{Codec: s.sessions}
-	return append(chain, s.sessionAuth), nil
-}
-
-// provisionOIDC builds the OIDC sign-in handler. It makes no network call:
+// oidcOptions are the options of the OIDC sign-in handler for cfg, and the
+// client secrets they hold. Building the handler makes no network call:
 // discovery happens at the first sign-in, so sekisho starts while a
-// provider is down.
-func (s *Server) provisionOIDC(clients *clientip.Resolver) (*oidc.Handler, error) {
-	cfg := s.cfg
+// provider is down. The origin of a request is read with the trusted
+// proxies of clients.
+func (s *Server) oidcOptions(cfg *config.Config, clients *clientip.Resolver) (oidc.Options, []string, error) {
 	o := oidc.Options{
 		Sessions: s.sessions, Keyring: s.keyring, Tokens: s.store, SessionLifetime: cfg.Session.Lifetime.D(),
 		Origin:        func(r *http.Request) (string, string) { return clients.Proto(r), clients.Host(r) },
 		SecureCookies: cfg.SecureCookies(), Timeout: cfg.OIDC.Timeout.D(), StateTTL: cfg.OIDC.StateTTL.D(),
 		DiscoveryTTL: cfg.OIDC.DiscoveryTTL.D(), Now: s.opts.Now, Logger: s.log.With("component", "oidc"),
 	}
+	var secrets []string
 	for i, p := range cfg.OIDC.Providers {
 		secretValue, err := s.opts.Secrets.Resolve(p.ClientSecret)
 		if err != nil {
-			return nil, fmt.Errorf("oidc.providers[%d] %q: client_secret: %w", i, p.Name, err)
+			return o, nil, fmt.Errorf("oidc.providers[%d] %q: client_secret: %w", i, p.Name, err)
 		}
+		secrets = append(secrets, string(secretValue))
 		o.Providers = append(o.Providers, oidc.ProviderOptions{
 			Name: p.Name, Label: p.Label, Preset: p.Preset, Issuer: p.Issuer, ClientID: p.ClientID, ClientSecret: secretValue,
 			Scopes: p.Scopes, AuthParams: p.AuthParams, GroupsClaim: p.GroupsClaim, KeepGroups: p.KeepGroups,
 			AllowedDomains: p.AllowedDomains, InsecureTrustUnverifiedEmail: p.InsecureTrustUnverifiedEmail,
 		})
 	}
-	return oidc.New(o)
+	return o, secrets, nil
 }
 
 // refreshInBackground asks the session's provider to refresh its tokens,
@@ -94,14 +51,18 @@ func (s *Server) provisionOIDC(clients *clientip.Resolver) (*oidc.Handler, error
 // the provider refuses (the user was removed or the grant revoked), the
 // session is revoked everywhere; an outage changes nothing.
 func (s *Server) refreshInBackground(sess session.Session) {
+	g := s.gen.Load()
+	if g.oidc == nil {
+		return // no providers any more: the session lives out its lifetime
+	}
 	if _, busy := s.refreshing.LoadOrStore(sess.ID, true); busy {
 		return
 	}
 	go func() {
 		defer s.refreshing.Delete(sess.ID)
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.OIDC.Timeout.D()+5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OIDC.Timeout.D()+5*time.Second)
 		defer cancel()
-		_, err := s.oidc.Refresh(ctx, sess)
+		_, err := g.oidc.Refresh(ctx, sess)
 		if errors.Is(err, oidc.ErrRefreshRefused) {
 			s.log.Info("provider refused the refresh token: ending the session", "user", sess.User, "provider", sess.Provider)
 			if err := s.logout(ctx, sess); err != nil {
@@ -146,9 +107,9 @@ func (q qualified) Authenticate(w http.ResponseWriter, r *http.Request) (identit
 }
 
 // providerLinks lists the sign-in buttons for the sign-in page.
-func (s *Server) providerLinks(next string) []web.ProviderLink {
+func providerLinks(h *oidc.Handler, next string) []web.ProviderLink {
 	var out []web.ProviderLink
-	for _, p := range s.oidc.Providers() {
+	for _, p := range h.Providers() {
 		out = append(out, web.ProviderLink{Label: p.Label, URL: oidc.StartURL(p.Name, next)})
 	}
 	return out
@@ -156,8 +117,8 @@ func (s *Server) providerLinks(next string) []web.ProviderLink {
 
 // endSession returns the provider's logout URL for an OIDC session, or ""
 // for a session from local accounts.
-func (s *Server) endSession(r *http.Request, sess session.Session) (string, error) {
-	u, err := s.oidc.EndSession(r, sess)
+func endSession(h *oidc.Handler, r *http.Request, sess session.Session) (string, error) {
+	u, err := h.EndSession(r, sess)
 	if errors.Is(err, oidc.ErrNotOIDC) {
 		return "", nil
 	}

@@ -54,6 +54,13 @@ type Checked struct {
 // unset secret reference, a TLS mode without its files), never reporting
 // the same problem twice. The result is nil unless there is no problem.
 func CheckKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger) (*Checked, error) {
+	return checkKeep(cfg, secrets, logger, nil)
+}
+
+// checkKeep is CheckKeep for a reload: prior, when not nil, is the
+// generation in force, whose WAF is kept when the new config's waf section
+// is the same (the Core Rule Set takes a while to compile).
+func checkKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger, prior *generation) (*Checked, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -69,6 +76,10 @@ func CheckKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger)
 	add(stage("listen.trusted_proxies", func() error { return checkTrustedProxies(cfg) }))
 	var inspector waf.Inspector
 	add(stage("waf", func() (err error) {
+		if prior != nil && reflect.DeepEqual(prior.cfg.WAF, cfg.WAF) {
+			inspector = prior.waf
+			return nil
+		}
 		inspector, err = newWAF(cfg, logger.With("component", "waf"))
 		return err
 	}))

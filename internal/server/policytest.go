@@ -48,8 +48,8 @@ func PolicyEvaluator(cfg *config.Config, secrets secret.Resolver) (func(policyte
 	}
 	allowed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "allowed") })
 	for _, rc := range cfg.Routes {
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: allowed,
-			MaxAge: rc.Auth.MaxAge.D(), Rules: compiled[rc.Name]})
+		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.CompileRoute(rc.Policy, rc.Auth.MaxAge.D()), Upstream: allowed,
+			Rules: compiled[rc.Name]})
 	}
 	return func(c policytest.Case) policytest.Outcome {
 		req, err := c.HTTPRequest()

@@ -202,10 +202,10 @@ func TestNewReusesWhatCheckCompiled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if s.waf != checked.waf {
+	if s.gen.Load().waf != checked.waf {
 		t.Error("New compiled the WAF again instead of using the checked one")
 	}
-	if rt, ok := s.pipeline.Router.Match("app.example.com", "/"); !ok || rt.Rules != checked.sets["app"] {
+	if rt, ok := s.gen.Load().pipeline.Router.Match("app.example.com", "/"); !ok || rt.Rules != checked.sets["app"] {
 		t.Error("New compiled the rule set again instead of using the checked one")
 	}
 	if s.runLimiter == nil {
@@ -219,10 +219,10 @@ func TestNewReusesWhatCheckCompiled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	if s2.waf == nil || s2.waf == checked.waf {
+	if s2.gen.Load().waf == nil || s2.gen.Load().waf == checked.waf {
 		t.Error("New used the WAF checked for another config")
 	}
-	if rt, ok := s2.pipeline.Router.Match("app.example.com", "/"); !ok || rt.Rules == nil || rt.Rules == checked.sets["app"] {
+	if rt, ok := s2.gen.Load().pipeline.Router.Match("app.example.com", "/"); !ok || rt.Rules == nil || rt.Rules == checked.sets["app"] {
 		t.Error("New used the rule set checked for another config")
 	}
 }

@@ -122,9 +122,13 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 	// Background work: health checks and revocation polling.
 	bg, stopBG := context.WithCancel(context.Background())
 	defer stopBG()
-	for _, p := range s.pools {
-		go p.Start(bg)
+	s.runMu.Lock()
+	s.runCtx = bg
+	for _, e := range s.gen.Load().pools {
+		s.startPool(e)
 	}
+	s.runMu.Unlock()
+	go s.watchStreams(bg, time.Second)
 	go s.revoked.Poll(bg, s.store, 2*time.Second, s.log.With("component", "revocations"))
 	go s.throttle.PollUnlocks(bg, s.store, local.DefaultUnlockPoll, s.log.With("component", "local")) // `sekisho user unlock`
 	go s.pruneRevocations(bg, 10*time.Minute)

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -29,12 +30,9 @@ import (
 	"github.com/sekisho/sekisho/internal/audit"
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/local"
-	"github.com/sekisho/sekisho/internal/authn/oidc"
-	"github.com/sekisho/sekisho/internal/authz"
-	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/metrics"
-	"github.com/sekisho/sekisho/internal/route"
+	"github.com/sekisho/sekisho/internal/ratelimit"
 	"github.com/sekisho/sekisho/internal/rules"
 	"github.com/sekisho/sekisho/internal/secret"
 	"github.com/sekisho/sekisho/internal/session"
@@ -62,8 +60,13 @@ type Options struct {
 	Checked *Checked
 }
 
-// Server is a provisioned gateway, ready to Run.
+// Server is a provisioned gateway, ready to Run. It holds what lives as
+// long as the process; what a config reload replaces is in the generation
+// in force (gen).
 type Server struct {
+	// cfg is the config the server started with. Settings a reload cannot
+	// change (listeners, store, keys, sessions, audit) are read from it;
+	// everything else from the generation in force.
 	cfg     *config.Config
 	opts    Options
 	log     *slog.Logger
@@ -71,32 +74,47 @@ type Server struct {
 	apikeys *apikey.Verifier
 	// sessionAuth is the session-cookie authenticator at the end of the chain.
 	sessionAuth *authn.Sessions
-	// runLimiter runs the in-memory rate limiter's janitor; nil with Redis.
+	// limiter is the rate limiter every generation's rules count with, so
+	// counters and bans survive reloads; runLimiter runs the in-memory
+	// one's janitor (nil with Redis).
+	limiter    ratelimit.Limiter
 	runLimiter func(context.Context)
 	// refreshing holds the session ids whose OIDC refresh is under way.
 	refreshing sync.Map
 	revoked    *session.Revocations
 	// throttle locks accounts and addresses after failed sign-ins; nil
-	// without local accounts.
-	throttle *local.Throttle
-	sessions *session.Codec
-	keyring  *session.Keyring
-	oidc     *oidc.Handler
-	signer   *assert.Signer
-	pools    []*upstream.Pool
-	// waf is the compiled WAF, nil without one.
-	waf       waf.Inspector
-	builtins  []*http.Server
-	audit     *audit.Logger
-	metrics   *metrics.Metrics
-	pipeline  *route.Pipeline
-	handler   http.Handler
-	tlsConfig *tlsSetup
-	closers   []func() error
+	// without local accounts. local signs in with local accounts; nil
+	// without them.
+	throttle   *local.Throttle
+	local      web.PasswordLogin
+	sessions   *session.Codec
+	keyring    *session.Keyring
+	signer     *assert.Signer
+	ownCookies []string
+	audit      *audit.Logger
+	metrics    *metrics.Metrics
+	tlsConfig  *tlsSetup
+	closers    []func() error
+
+	// gen is the generation in force; handler serves it.
+	gen     atomic.Pointer[generation]
+	handler http.Handler
+	// streams are the open streams, decided again on each reload.
+	streams *liveStreams
+	// reloadMu makes reloads one at a time.
+	reloadMu sync.Mutex
+	// runCtx, set while Run runs, is what pools' health checks run under.
+	runMu  sync.Mutex
+	runCtx context.Context
 }
 
 // Handler returns the public listener's handler (for in-process tests).
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// ServeHTTP serves a request with the generation in force.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.gen.Load().pipeline.ServeHTTP(w, r)
+}
 
 // New provisions the gateway: opens the store, loads or creates keys, starts
 // built-in upstreams, builds pools, routes and the pipeline. The config must
@@ -114,7 +132,8 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, streams: &liveStreams{}}
+	s.handler = s
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -142,9 +161,18 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if s.tlsConfig, err = s.provisionTLS(); err != nil {
 		return nil, err
 	}
-	if err := s.provisionRoutes(); err != nil {
+	if err := s.provisionBase(); err != nil {
 		return nil, err
 	}
+	sets, inspector, err := s.compileRules(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g, err := s.build(cfg, sets, inspector, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.gen.Store(g)
 	return s, nil
 }
 
@@ -217,73 +245,42 @@ func (s *Server) provisionSigner() error {
 	return err
 }
 
-// provisionRoutes builds pools (starting built-in upstreams), the router
-// and the pipeline.
-func (s *Server) provisionRoutes() error {
+// provisionBase sets up what every generation shares: metrics, the API-key
+// cache, the session authenticator and local sign-in.
+func (s *Server) provisionBase() error {
 	cfg := s.cfg
-	pools := map[string]*upstream.Pool{}
-	for _, pc := range cfg.Pools {
-		targets, err := s.targets(pc)
-		if err != nil {
-			return err
-		}
-		po := upstream.PoolOptions{Name: pc.Name, Targets: targets, Balance: pc.Balance, MaxFails: pc.MaxFails,
-			EjectFor: pc.EjectFor.D(), Now: s.opts.Now, Logger: s.log.With("component", "upstream", "pool", pc.Name)}
-		if hc := pc.HealthCheck; hc != nil {
-			po.HealthCheck = &upstream.HealthCheck{Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D(),
-				HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold}
-		}
-		p, err := upstream.NewPool(po)
-		if err != nil {
-			return err
-		}
-		pools[pc.Name] = p
-		s.pools = append(s.pools, p)
-	}
-	resolver, err := clientip.New(cfg.Listen.TrustedProxies)
-	if err != nil {
-		return fmt.Errorf("listen.trusted_proxies: %w", err)
-	}
-	s.metrics = metrics.New(s.pools)
+	s.metrics = metrics.New(func() []*upstream.Pool { return s.gen.Load().poolList })
 	s.metrics.AddAudit(func() metrics.AuditStats {
 		st := s.audit.Stats()
 		return metrics.AuditStats{PendingLines: st.PendingLines, PendingBytes: st.PendingBytes,
 			Dropped: st.Dropped, WriteErrors: st.WriteErrors, Failing: st.Failing}
 	})
-	chain, err := s.provisionAuthn()
-	if err != nil {
-		return err
-	}
-	own := append(s.sessions.CookieNames(), "sekisho-csrf", "__Host-sekisho-csrf")
-	strip, err := route.NewStripList(cfg.StripHeaders)
-	if err != nil {
-		return err
-	}
-	pl := &route.Pipeline{
-		Router: &route.Router[*route.Route]{}, Authn: chain, Signer: s.signer,
-		Clients: resolver, Audit: s.audit, Metrics: s.metrics, OwnCookies: own, StripHeaders: strip,
-		Logger: s.log.With("component", "pipeline"), Now: s.opts.Now,
-	}
-	portal := &web.Portal{
-		Sessions: s.sessions, JWKS: s.signer.Handler(), SecureCookies: cfg.SecureCookies(),
-		Logger: s.log.With("component", "portal"), Logout: s.logout, Health: s.auditHealth,
-	}
-	if len(cfg.OIDC.Providers) > 0 {
-		if s.oidc, err = s.provisionOIDC(resolver); err != nil {
-			return err
+	s.metrics.AddOIDCProviders(func() []metrics.Probe {
+		h := s.gen.Load().oidc
+		if h == nil {
+			return nil
 		}
-		portal.OIDC, portal.OIDCPrefix = s.oidc, oidc.PathPrefix
-		portal.Providers = s.providerLinks
-		portal.EndSession = s.endSession
-		pl.ReAuth = s.oidc.ReAuthURL
 		var probes []metrics.Probe
-		for _, pi := range s.oidc.Providers() {
-			h, name := s.oidc, pi.Name
+		for _, pi := range h.Providers() {
+			name := pi.Name
 			probes = append(probes, metrics.Probe{Name: name, Up: func() bool { return h.Reachable(name) }})
 		}
-		s.metrics.AddOIDCProviders(probes)
-		s.sessionAuth.Refresh = s.refreshInBackground
+		return probes
+	})
+	v, err := apikey.New(apikey.Options{
+		Source: s.store, Now: s.opts.Now,
+		PollEvery: cfg.APIKeys.PollInterval.D(), FlushEvery: cfg.APIKeys.LastUsedFlush.D(),
+		Logger: s.log.With("component", "apikey"),
+	})
+	if err != nil {
+		return err
 	}
+	if err := v.Sync(context.Background()); err != nil {
+		s.log.Warn("load API keys (will retry)", "err", err)
+	}
+	s.apikeys = v
+	s.sessionAuth = &authn.Sessions{Codec: s.sessions, Refresh: s.refreshInBackground}
+	s.ownCookies = append(s.sessions.CookieNames(), "sekisho-csrf", "__Host-sekisho-csrf")
 	if cfg.LocalEnabled() {
 		la := cfg.LocalAccounts
 		s.throttle = local.NewThrottle(local.ThrottleOptions{
@@ -293,27 +290,8 @@ func (s *Server) provisionRoutes() error {
 		if err != nil {
 			return err
 		}
-		portal.Local = auth
+		s.local = auth
 	}
-	pl.Portal = portal
-	sets, err := s.compileRules(cfg)
-	if err != nil {
-		return err
-	}
-	pl.PortalRules = sets[PortalRules]
-	for _, rc := range cfg.Routes {
-		proxy := upstream.NewProxy(upstream.ProxyOptions{
-			Pool: pools[rc.Pool], Timeout: rc.Timeout.D(), StreamIdleTimeout: rc.StreamIdleTimeout.D(),
-			PreserveHost: rc.PreserveHost, Upgrades: rc.Upgrades, BodyTimeout: rc.RequestBodyTimeout.D(), BodyMinRate: rc.RequestBodyMinRate,
-			Rewrite: pl.Rewrite, ModifyResponse: pl.ModifyResponse, ErrorHandler: pl.UpstreamError,
-			Logger: s.log.With("component", "proxy", "route", rc.Name),
-		})
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.Compile(rc.Policy), Upstream: proxy,
-			MaxAge: rc.Auth.MaxAge.D(), Rules: sets[rc.Name],
-			AllowedOrigins: rc.AllowedOrigins, OwnOrigin: !strings.Contains(rc.Host, "*"), AllowedHosts: originHosts(rc)})
-	}
-	s.pipeline = pl
-	s.handler = pl
 	return nil
 }
 
@@ -335,30 +313,29 @@ func originHosts(rc config.Route) []string {
 
 // targets turns a pool's URLs into targets, starting a built-in upstream on
 // a loopback port when the pool asks for one.
-func (s *Server) targets(pc config.Pool) ([]*url.URL, error) {
+func (s *Server) targets(pc config.Pool) ([]*url.URL, *http.Server, error) {
 	if pc.Builtin == "whoami" {
 		v, err := verify.NewWithKeys(jwks(s.signer), verify.Options{Issuer: s.cfg.Assertion.Issuer, InsecureAnyAudience: true, Now: s.opts.Now})
 		if err != nil {
-			return nil, fmt.Errorf("pool %q: whoami verifier: %w", pc.Name, err)
+			return nil, nil, fmt.Errorf("pool %q: whoami verifier: %w", pc.Name, err)
 		}
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("pool %q: start built-in whoami: %w", pc.Name, err)
+			return nil, nil, fmt.Errorf("pool %q: start built-in whoami: %w", pc.Name, err)
 		}
 		srv := &http.Server{Handler: whoami.New(whoami.Options{Verifier: v, Now: s.opts.Now}), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
-		s.builtins = append(s.builtins, srv)
-		return []*url.URL{{Scheme: "http", Host: ln.Addr().String()}}, nil
+		return []*url.URL{{Scheme: "http", Host: ln.Addr().String()}}, srv, nil
 	}
 	var out []*url.URL
 	for _, raw := range pc.URLs {
 		u, err := url.Parse(raw)
 		if err != nil {
-			return nil, fmt.Errorf("pool %q: upstream %q: %w", pc.Name, raw, err)
+			return nil, nil, fmt.Errorf("pool %q: upstream %q: %w", pc.Name, raw, err)
 		}
 		out = append(out, u)
 	}
-	return out, nil
+	return out, nil, nil
 }
 
 func jwks(sg *assert.Signer) jose.JSONWebKeySet {
@@ -395,26 +372,28 @@ func OpenStore(cfg *config.Config, secrets secret.Resolver) (store.Backend, erro
 // used instead of compiling again: its WAF always, and its rule sets too
 // when the limiter is in memory anyway (no Redis): they were compiled
 // against a fresh in-memory limiter, which becomes the gateway's.
-func (s *Server) compileRules(cfg *config.Config) (map[string]*rules.Set, error) {
+func (s *Server) compileRules(cfg *config.Config) (map[string]*rules.Set, waf.Inspector, error) {
+	var inspector waf.Inspector
 	if c := s.opts.Checked; c != nil && c.cfg == cfg {
-		s.waf = c.waf
+		inspector = c.waf
 		if cfg.Redis == nil {
+			s.limiter = c.limiter
 			s.runLimiter = func(ctx context.Context) { c.limiter.Run(ctx) }
-			return c.sets, nil
+			return c.sets, inspector, nil
 		}
 	} else {
-		inspector, err := newWAF(cfg, s.log.With("component", "waf"))
-		if err != nil {
-			return nil, err
+		var err error
+		if inspector, err = newWAF(cfg, s.log.With("component", "waf")); err != nil {
+			return nil, nil, err
 		}
-		s.waf = inspector
 	}
 	limiter, runLimiter, err := newLimiter(cfg, s.opts.Secrets, s.log.With("component", "ratelimit"))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s.runLimiter = runLimiter
-	return ruleSets(cfg, limiter, s.waf)
+	s.limiter, s.runLimiter = limiter, runLimiter
+	sets, err := ruleSets(cfg, limiter, inspector)
+	return sets, inspector, err
 }
 
 // pruneRevocations drops revocations and provider tokens of sessions that
@@ -486,11 +465,16 @@ func (s *Server) firstStart(ctx context.Context) error {
 // Close releases everything New opened.
 func (s *Server) Close() error {
 	var errs []error
-	for _, b := range s.builtins {
-		b.Close()
-	}
-	for _, p := range s.pools {
-		p.CloseIdleConnections()
+	if g := s.gen.Load(); g != nil {
+		for _, e := range g.pools {
+			if e.stop != nil {
+				e.stop()
+			}
+			if e.builtin != nil {
+				e.builtin.Close()
+			}
+			e.pool.CloseIdleConnections()
+		}
 	}
 	for i := len(s.closers) - 1; i >= 0; i-- {
 		if err := s.closers[i](); err != nil {

@@ -106,6 +106,15 @@ type ProxyOptions struct {
 	ErrorHandler func(w http.ResponseWriter, r *http.Request, status int, err error)
 	// Logger receives proxy errors. nil discards.
 	Logger *slog.Logger
+	// OnStream, when set, is called once a response is recognised as a
+	// stream (a 101 upgrade or one of the stream types) with the client's
+	// request and end, which ends the stream as the idle timeout does (an
+	// event stream finishes cleanly, an upgraded connection is closed)
+	// with cause as the request context's cause. It returns what to call
+	// when the stream is over (nil: nothing). The gateway tracks open
+	// streams with it, to end those whose user no longer has access after
+	// a config reload. It must not block.
+	OnStream func(r *http.Request, end func(cause error)) (done func())
 }
 
 // Causes of the proxy's own cancellations.
@@ -136,6 +145,8 @@ type reqState struct {
 	// body is the request body's deadline; nil without one.
 	body  *rateBody
 	phase atomic.Int32
+	// streamDone is OnStream's result, called at the end; nil: none.
+	streamDone func()
 }
 
 type proxy struct {
@@ -150,6 +161,7 @@ type proxy struct {
 	preserveHost bool
 	rewrite      func(*httputil.ProxyRequest)
 	modify       func(*http.Response) error
+	onStream     func(*http.Request, func(error)) func()
 	onError      func(http.ResponseWriter, *http.Request, int, error)
 	log          *slog.Logger
 }
@@ -171,6 +183,7 @@ func NewProxy(opts ProxyOptions) http.Handler {
 		preserveHost: opts.PreserveHost,
 		rewrite:      opts.Rewrite,
 		modify:       opts.ModifyResponse,
+		onStream:     opts.OnStream,
 		onError:      opts.ErrorHandler,
 		log:          opts.Logger,
 	}
@@ -267,6 +280,9 @@ func (st *reqState) end() {
 	if st.body != nil {
 		st.body.stop()
 	}
+	if st.streamDone != nil {
+		st.streamDone()
+	}
 	st.cancel(nil)
 }
 
@@ -302,6 +318,9 @@ func (h *proxy) modifyResponse(res *http.Response) error {
 			}
 		}
 		res.Body = h.streamBody(res.Body, st)
+		if h.onStream != nil {
+			st.streamDone = h.onStream(st.in, st.cancel)
+		}
 	}
 	if h.modify != nil {
 		return h.modify(res)
