@@ -86,8 +86,10 @@ type Env struct {
 	Upstream                *Upstream
 	Audit                   *SyncBuffer
 	DataDir                 string
-	stop                    context.CancelFunc
-	done                    chan error
+	// data is the temp dir {{DATA}} stands for.
+	data string
+	stop context.CancelFunc
+	done chan error
 }
 
 // SyncBuffer is a goroutine-safe buffer for captured output.
@@ -130,7 +132,7 @@ func Start(t testing.TB, cfg string) *Env {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	e := &Env{T: t, Config: c, Upstream: up, Audit: &SyncBuffer{}, DataDir: c.DataDir, done: make(chan error, 1)}
+	e := &Env{T: t, Config: c, Upstream: up, Audit: &SyncBuffer{}, DataDir: c.DataDir, data: data, done: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	srv, err := server.New(c, server.Options{Logger: logger, Stdout: e.Audit, Stderr: io.Discard})
 	if err != nil {
@@ -163,6 +165,33 @@ func Start(t testing.TB, cfg string) *Env {
 	}
 	t.Cleanup(func() { e.Stop(); srv.Close() })
 	return e
+}
+
+// ParseConfig parses cfg as Start does ({{UPSTREAM}}, {{DATA}}), with the
+// running gateway's listen address and data dir, for Reload. It does not
+// validate: Reload does.
+func (e *Env) ParseConfig(cfg string) (*config.Config, error) {
+	cfg = strings.ReplaceAll(cfg, "{{UPSTREAM}}", e.Upstream.URL)
+	cfg = strings.ReplaceAll(cfg, "{{DATA}}", e.data)
+	c, err := config.Parse("test.yaml", []byte(cfg))
+	if err != nil {
+		return nil, err
+	}
+	c.Listen.Address = e.Config.Listen.Address
+	if c.DataDir == config.DefaultDataDir {
+		c.DataDir = e.DataDir
+	}
+	return c, nil
+}
+
+// Reload applies the YAML config cfg to the running gateway (see
+// server.Server.Reload).
+func (e *Env) Reload(cfg string) error {
+	c, err := e.ParseConfig(cfg)
+	if err != nil {
+		return err
+	}
+	return e.Server.Reload(c)
 }
 
 // Stop shuts the gateway down (graceful) and waits for Run to return.
