@@ -50,6 +50,7 @@ func commands() []command {
 	return []command{
 		{"serve", "run the gateway", runServe, nil},
 		{"check", "validate a config the way serve does, and flag risky settings", runCheck, nil},
+		{"reload", "make the running gateways read their config again (as SIGHUP does)", runReload, nil},
 		{"user", "manage local accounts: add, passwd, disable, enable, unlock, list", runUser, userCommands},
 		{"apikey", "manage API keys for machines: create, list, revoke", runAPIKey, apikeyCommands},
 		{"policy", "test routes, rules and policies against a table of requests: policy test CASES.yaml", runPolicy, []string{"test"}},

@@ -17,7 +17,8 @@ _sekisho() {
     --config|--data-dir) COMPREPLY=($(compgen -f -- "$cur")); return;;
   esac
   case "${COMP_WORDS[1]}" in
-    serve) COMPREPLY=($(compgen -W "--config --address --data-dir --log-format --log-level --help" -- "$cur"));;
+    serve) COMPREPLY=($(compgen -W "--config --address --data-dir --log-format --log-level --watch --help" -- "$cur"));;
+    reload) COMPREPLY=($(compgen -W "--config --data-dir --help" -- "$cur"));;
     check) COMPREPLY=($(compgen -W "--config --data-dir --strict --help" -- "$cur"));;
     user)
       if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "%s" -- "$cur"));

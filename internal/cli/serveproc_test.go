@@ -20,12 +20,12 @@ type serveProc struct {
 	err    error         // the exit, once gone is closed
 }
 
-// startServe runs bin serve --config cfg with stdout going to stdout, and
-// waits until it says where it serves. It is killed at cleanup, and its
+// startServe runs bin serve --config cfg [extra...] with stdout going to
+// stdout, and waits until it says where it serves. It is killed at cleanup, and its
 // stderr is logged when the test failed.
-func startServe(t *testing.T, bin, cfg string, stdout io.Writer) *serveProc {
+func startServe(t *testing.T, bin, cfg string, stdout io.Writer, extra ...string) *serveProc {
 	t.Helper()
-	p := &serveProc{cmd: exec.Command(bin, "serve", "--config", cfg), exited: make(chan error, 1), gone: make(chan struct{})}
+	p := &serveProc{cmd: exec.Command(bin, append([]string{"serve", "--config", cfg}, extra...)...), exited: make(chan error, 1), gone: make(chan struct{})}
 	p.cmd.Stdout = stdout
 	errPipe, err := p.cmd.StderrPipe()
 	if err != nil {

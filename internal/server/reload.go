@@ -28,13 +28,23 @@ import (
 // On error nothing changed; the error lists every problem, each with its
 // file:line, and wraps ErrReloadRefused.
 func (s *Server) Reload(cfg *config.Config) error {
+	return s.ReloadWith(func() (*config.Config, error) { return cfg, nil })
+}
+
+// ReloadWith is Reload with the config from load (the command line reads
+// the file again), so that a file that does not even load is refused,
+// logged, audited and counted like any other refused reload.
+func (s *Server) ReloadWith(load func() (*config.Config, error)) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	cur := s.gen.Load()
-	err := s.reload(cur, cfg)
+	cfg, err := load()
+	if err == nil {
+		err = s.reload(cur, cfg)
+	}
 	s.metrics.Reloaded(err == nil)
 	if err != nil {
-		s.log.Error("config reload refused; the config in force is kept", "config", cfg.Source(), "problems", err.Error())
+		s.log.Error("config reload refused; the config in force is kept", "problems", err.Error())
 		s.auditConfig("config reload refused: "+oneLine(err), cur.digest)
 		return fmt.Errorf("%w:\n%w", ErrReloadRefused, err)
 	}
@@ -43,6 +53,10 @@ func (s *Server) Reload(cfg *config.Config) error {
 	s.auditConfig("config reload applied", next.digest)
 	return nil
 }
+
+// ConfigDigest is the SHA-256 of the config in force (as decoded, defaults
+// applied), as the reload log and audit lines name it.
+func (s *Server) ConfigDigest() string { return s.gen.Load().digest }
 
 func (s *Server) reload(cur *generation, cfg *config.Config) error {
 	if problems := restartOnly(cur.cfg, cfg); len(problems) > 0 {
