@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/apikey"
+	"github.com/sekisho/sekisho/internal/server"
 	"github.com/sekisho/sekisho/internal/testenv"
 	"github.com/sekisho/sekisho/internal/testenv/pgtest"
 )
@@ -79,5 +80,96 @@ routes:
 			t.Fatalf("after sign-out and revocation on A, B answers the session %d and the key %d, want 302 and 401", s1, s2)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// logoutOn signs c out on e, through the sign-out form.
+func logoutOn(t *testing.T, e *testenv.Env, c *http.Client) {
+	t.Helper()
+	status, body, _ := e.Get(c, "/.sekisho/logout")
+	m := strings.SplitN(body, `name="csrf" value="`, 2)
+	if status != 200 || len(m) != 2 {
+		t.Fatalf("logout page: %d", status)
+	}
+	res, err := c.PostForm(e.URL+"/.sekisho/logout", url.Values{"csrf": {m[1][:strings.IndexByte(m[1], '"')]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+}
+
+// With every poll an hour apart, only Postgres's notifications can carry
+// a change from one replica to the other: a sign-out, a disabled account
+// and a revoked key on A reach B at once. Then A is killed, and B goes on
+// serving the users signed in on A without a new sign-in.
+func TestReplicasHearChangesThroughNotifications(t *testing.T) {
+	t.Setenv("SEKISHO_TEST_DATABASE_URL", pgtest.Start(t))
+	key := make([]byte, 32)
+	rand.Read(key)
+	t.Setenv("SEKISHO_TEST_SESSION_KEY", base64.StdEncoding.EncodeToString(key))
+	cfg := `version: 1
+store: {driver: postgres, url: env:SEKISHO_TEST_DATABASE_URL}
+session: {keys: [env:SEKISHO_TEST_SESSION_KEY]}
+api_keys: {poll_interval: 1h}
+pools: [{name: app, urls: ["{{UPSTREAM}}"]}]
+routes:
+  - {name: app, host: "*", path: /, pool: app, policy: {allow_authenticated: true}}
+`
+	opts := server.Options{PollEvery: time.Hour}
+	a, b := testenv.StartWith(t, cfg, opts), testenv.StartWith(t, cfg, opts)
+	a.AddUser("alice", pw, "")
+	a.AddUser("bob", pw, "")
+	a.AddUser("carol", pw, "")
+	alice, bob, carol := a.Login("alice", pw), a.Login("bob", pw), a.Login("carol", pw)
+	ua, _ := url.Parse(a.URL)
+	ub, _ := url.Parse(b.URL)
+	onB := func(c *http.Client) *http.Client {
+		cb := b.Client()
+		cb.Jar.SetCookies(ub, c.Jar.Cookies(ua))
+		return cb
+	}
+	aliceB, bobB, carolB := onB(alice), onB(bob), onB(carol)
+	tok, rec, err := apikey.Generate(rand.Reader, apikey.Spec{Name: "ci", Routes: []string{"app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Store().CreateAPIKey(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*http.Client{aliceB, bobB, carolB} {
+		if status, _, _ := b.Get(c, "/x"); status != 200 {
+			t.Fatalf("a session from A on B = %d, want 200", status)
+		}
+	}
+	waitStatus(t, b, 200, "/x", "Proxy-Authorization", "Bearer "+tok) // created on A, known on B
+
+	start := time.Now()
+	logoutOn(t, a, alice)
+	if err := a.Store().SetDisabled(context.Background(), "bob", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Store().RevokeAPIKey(context.Background(), "ci"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, b, http.StatusUnauthorized, "/x", "Proxy-Authorization", "Bearer "+tok)
+	for name, c := range map[string]*http.Client{"signed-out alice": aliceB, "disabled bob": bobB} {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if status, _, _ := b.Get(c, "/x"); status == http.StatusFound {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's session still works on B: the notification did not arrive (polls are an hour apart)", name)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Logf("sign-out, disable and key revocation on A reached B in %s", time.Since(start).Round(time.Millisecond))
+
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := b.Get(carolB, "/x"); status != 200 {
+		t.Fatalf("with A gone, carol (signed in on A) gets %d on B, want 200 without a new sign-in", status)
 	}
 }

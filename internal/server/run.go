@@ -15,6 +15,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/local"
 	"github.com/sekisho/sekisho/internal/certs"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/store"
 )
 
 // tlsSetup is the provisioned certificate manager, nil when TLS is off.
@@ -129,8 +130,20 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 	}
 	s.runMu.Unlock()
 	go s.watchStreams(bg, time.Second)
-	go s.revoked.Poll(bg, s.store, 2*time.Second, s.log.With("component", "revocations"))
-	go s.throttle.PollUnlocks(bg, s.store, local.DefaultUnlockPoll, s.log.With("component", "local")) // `sekisho user unlock`
+	poll := s.opts.PollEvery
+	if poll <= 0 {
+		poll = 2 * time.Second
+	}
+	go s.revoked.Poll(bg, s.store, poll, s.log.With("component", "revocations"))
+	unlocked := make(chan struct{}, 1)
+	unlockPoll := local.DefaultUnlockPoll
+	if s.opts.PollEvery > 0 {
+		unlockPoll = s.opts.PollEvery
+	}
+	go s.throttle.PollUnlocks(bg, s.store, unlockPoll, s.log.With("component", "local"), unlocked) // `sekisho user unlock`
+	if n, ok := s.store.(store.Notifier); ok {
+		go n.Listen(bg, func(table string) { s.storeChanged(bg, table, unlocked) }, s.log)
+	}
 	go s.pruneRevocations(bg, 10*time.Minute)
 	if s.runLimiter != nil {
 		go s.runLimiter(bg)
@@ -163,6 +176,29 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 	}
 	s.shutdown(servers, cancelBase)
 	return runErr
+}
+
+// storeChanged is told by the store (Postgres: LISTEN/NOTIFY) that a log
+// replicas follow changed: the change is read at once rather than at the
+// next poll, and open streams whose credential it revoked are ended.
+func (s *Server) storeChanged(ctx context.Context, table string, unlocked chan<- struct{}) {
+	if table == store.ChangedAll || table == store.ChangedRevocations {
+		if err := s.revoked.Sync(ctx, s.store); err != nil && ctx.Err() == nil {
+			s.log.Warn("read revocations on notification (the poll retries)", "component", "revocations", "err", err)
+		}
+	}
+	if table == store.ChangedAll || table == store.ChangedAPIKeys {
+		if err := s.apikeys.Sync(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("read API key changes on notification (the poll retries)", "component", "apikey", "err", err)
+		}
+	}
+	if table == store.ChangedAll || table == store.ChangedUnlocks {
+		select {
+		case unlocked <- struct{}{}:
+		default: // a wake is already pending
+		}
+	}
+	s.sweepRevoked()
 }
 
 // shutdown drains every server within the grace period; what is still open

@@ -55,6 +55,10 @@ type Options struct {
 	Secrets secret.Resolver
 	// Now is the clock. nil: time.Now.
 	Now func() time.Time
+	// PollEvery is how often the revocation and unlock logs are read
+	// besides the store's notifications. 0: every 2 s. Tests set it long
+	// to show that a notification alone carries a change.
+	PollEvery time.Duration
 	// Checked is CheckKeep's result for the same config: New then uses the
 	// WAF it compiled instead of compiling it again. nil: New compiles it.
 	Checked *Checked

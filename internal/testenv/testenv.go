@@ -116,6 +116,13 @@ func (s *SyncBuffer) String() string {
 // listen address is forced to 127.0.0.1:0. The gateway stops at cleanup.
 func Start(t testing.TB, cfg string) *Env {
 	t.Helper()
+	return StartWith(t, cfg, server.Options{})
+}
+
+// StartWith is Start with server options (PollEvery, Now); the logger and
+// the outputs are the test's.
+func StartWith(t testing.TB, cfg string, opts server.Options) *Env {
+	t.Helper()
 	up := NewUpstream(t)
 	data := t.TempDir()
 	cfg = strings.ReplaceAll(cfg, "{{UPSTREAM}}", up.URL)
@@ -134,7 +141,8 @@ func Start(t testing.TB, cfg string) *Env {
 	}
 	e := &Env{T: t, Config: c, Upstream: up, Audit: &SyncBuffer{}, DataDir: c.DataDir, data: data, done: make(chan error, 1)}
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.New(c, server.Options{Logger: logger, Stdout: e.Audit, Stderr: io.Discard})
+	opts.Logger, opts.Stdout, opts.Stderr = logger, e.Audit, io.Discard
+	srv, err := server.New(c, opts)
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}

@@ -29,8 +29,9 @@ const DefaultUnlockPoll = 2 * time.Second
 // It starts after the newest row present when it first reaches the store,
 // so an unlock from before this process started never lifts a lockout
 // that began since. Errors are logged on logger (nil: slog.Default()) and
-// retried at the next tick; a failing store unlocks nothing.
-func (t *Throttle) PollUnlocks(ctx context.Context, src UnlockSource, every time.Duration, logger *slog.Logger) {
+// retried at the next tick; a failing store unlocks nothing. A receive on
+// wake (nil: none) reads the log at once, between ticks.
+func (t *Throttle) PollUnlocks(ctx context.Context, src UnlockSource, every time.Duration, logger *slog.Logger, wake <-chan struct{}) {
 	if t == nil || src == nil {
 		return
 	}
@@ -51,9 +52,10 @@ func (t *Throttle) PollUnlocks(ctx context.Context, src UnlockSource, every time
 		case <-ctx.Done():
 			return
 		case <-tk.C:
-			if err := p.sync(ctx); err != nil && ctx.Err() == nil {
-				logger.Warn("account unlock poll failed; retrying", "component", "local", "err", err)
-			}
+		case <-wake: // the store said an unlock was written
+		}
+		if err := p.sync(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("account unlock poll failed; retrying", "component", "local", "err", err)
 		}
 	}
 }

@@ -196,7 +196,7 @@ func TestPollUnlocksAppliesWithinAnInterval(t *testing.T) {
 	src.add("bob") // before start: skipped
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { h.a.throttle.PollUnlocks(ctx, src, 10*time.Millisecond, nil); close(done) }()
+	go func() { h.a.throttle.PollUnlocks(ctx, src, 10*time.Millisecond, nil, nil); close(done) }()
 	defer func() { cancel(); <-done }()
 	<-src.started
 	src.add("alice")
@@ -229,9 +229,9 @@ func TestPollUnlocksStoreFailureUnlocksNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	h.a.throttle.PollUnlocks(ctx, src, time.Millisecond, nil) // returns: ctx is done
+	h.a.throttle.PollUnlocks(ctx, src, time.Millisecond, nil, nil) // returns: ctx is done
 	var nilT *Throttle
-	nilT.PollUnlocks(context.Background(), src, time.Millisecond, nil) // returns at once
+	nilT.PollUnlocks(context.Background(), src, time.Millisecond, nil, nil) // returns at once
 }
 
 func TestLockedErrorMessageStatesTheRealWait(t *testing.T) {
