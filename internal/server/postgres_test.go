@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -172,4 +175,89 @@ routes:
 	if status, _, _ := b.Get(carolB, "/x"); status != 200 {
 		t.Fatalf("with A gone, carol (signed in on A) gets %d on B, want 200 without a new sign-in", status)
 	}
+}
+
+// Postgres stopped under load, then started again: signed-in sessions and
+// cached API keys go on working (no database read per request), a new
+// password sign-in gets a clear page, and once the database is back
+// everything works again by itself: sign-in, and a revocation made then
+// reaches the gateway.
+func TestPostgresOutageUnderLoad(t *testing.T) {
+	pg := pgtest.StartOwn(t)
+	t.Setenv("SEKISHO_TEST_DATABASE_URL", pg.URL())
+	cfg := `version: 1
+store: {driver: postgres, url: env:SEKISHO_TEST_DATABASE_URL}
+pools: [{name: app, urls: ["{{UPSTREAM}}"]}]
+routes:
+  - {name: app, host: "*", path: /, pool: app, policy: {allow_authenticated: true}}
+`
+	e := testenv.StartWith(t, cfg, server.Options{PollEvery: 200 * time.Millisecond})
+	e.AddUser("alice", pw, "")
+	e.AddUser("bob", pw, "")
+	alice := e.Login("alice", pw)
+	tok := createKey(t, e, "ci", "app")
+	waitStatus(t, e, 200, "/x", "Proxy-Authorization", "Bearer "+tok)
+
+	var ok, failed atomic.Int64
+	var firstFailure atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, headers := range [][]string{nil, {"Proxy-Authorization", "Bearer " + tok}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := alice
+			if headers != nil {
+				c = e.Client()
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				if status, _, _ := e.Get(c, "/x", headers...); status == 200 {
+					ok.Add(1)
+				} else {
+					failed.Add(1)
+					firstFailure.CompareAndSwap(nil, status)
+				}
+			}
+		}()
+	}
+	time.Sleep(200 * time.Millisecond)
+	pg.Stop()
+	time.Sleep(time.Second) // the load runs on against a database that is gone
+	bobC := e.Client()
+	token := e.LoginForm(bobC)
+	res, err := bobC.PostForm(e.URL+"/.sekisho/login", url.Values{"csrf": {token}, "username": {"bob"}, "password": {pw}, "rd": {"/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "Try again in a moment") {
+		t.Errorf("password sign-in with the database down: %d %q, want 503 and a page saying to try again", res.StatusCode, body)
+	}
+	pg.Restart()
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d requests with a session or a cached key while Postgres stopped and started, %d failed", ok.Load()+failed.Load(), failed.Load())
+	if failed.Load() != 0 {
+		t.Fatalf("%d requests failed across the outage; the first got %v", failed.Load(), firstFailure.Load())
+	}
+
+	// Back by itself: a new sign-in works, and a revocation arrives.
+	deadline := time.Now().Add(30 * time.Second)
+	for e.PostLogin(e.Client(), "bob", pw, "/").StatusCode != http.StatusSeeOther {
+		if time.Now().After(deadline) {
+			t.Fatal("password sign-in did not come back after the database did")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := e.Store().RevokeAPIKey(context.Background(), "ci"); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, e, http.StatusUnauthorized, "/x", "Proxy-Authorization", "Bearer "+tok)
 }

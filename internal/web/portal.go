@@ -195,7 +195,10 @@ func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
 		if !errors.Is(err, local.ErrBadCredentials) {
 			info.Reason = "sign-in unavailable: " + err.Error()
 			p.log().Error("sign-in", "request_id", info.ID, "err", err)
-			p.loginForm(w, r, http.StatusInternalServerError, username, "Sign-in is not available right now. Try again in a moment.")
+			// The accounts could not be read (the database is down): the
+			// gateway is unavailable for new sign-ins, not broken.
+			RetryAfter(w, 5)
+			p.loginForm(w, r, http.StatusServiceUnavailable, username, "Sign-in is not available right now. Try again in a moment.")
 			return
 		}
 		info.Reason = "sign-in failed: " + err.Error()

@@ -103,6 +103,9 @@ func Start(t testing.TB) string {
 
 type server struct {
 	dir    string // owns data/ and the unix socket; removed by stop
+	bin    string // the server binaries
+	data   string // the data directory
+	cred   *syscall.Credential
 	port   int
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -215,7 +218,10 @@ func runAs() (*syscall.Credential, error) {
 // startServer runs initdb into a new temporary directory and starts
 // postgres on a free loopback port. It returns a skip message instead when
 // the binaries are missing.
-func startServer() (*server, string, error) {
+func startServer() (*server, string, error) { return startServerOn(0) }
+
+// startServerOn is startServer on the given port (0: a free one).
+func startServerOn(port int) (*server, string, error) {
 	bin := bindir()
 	if bin == "" {
 		return nil, "PostgreSQL server binaries (initdb, postgres) not found: install them (Debian: apt-get install -y postgresql) or set SEKISHO_PG_BINDIR", nil
@@ -249,36 +255,115 @@ func startServer() (*server, string, error) {
 	if err := initdb.Run(); err != nil {
 		return fail(fmt.Errorf("%s: %w", initdb, err))
 	}
+	s.bin, s.data, s.cred = bin, data, cred
 	var lastErr error
 	for range 3 { // the free port may be taken between probing and binding
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return fail(err)
+		if port == 0 {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fail(err)
+			}
+			s.port = l.Addr().(*net.TCPAddr).Port
+			l.Close()
+		} else {
+			s.port = port
 		}
-		s.port = l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.port), "-k", dir,
-			"-c", "listen_addresses=127.0.0.1",
-			// Throwaway data: trade durability for speed.
-			"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-			"-c", "max_connections=200")
-		s.cmd.Dir, s.cmd.Stdout, s.cmd.Stderr = dir, s, s
-		// Pdeathsig: a test binary that dies (panic, -timeout) takes the
-		// server with it instead of leaving it running.
-		s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
-		if err := s.cmd.Start(); err != nil {
-			return fail(fmt.Errorf("start postgres: %w", err))
-		}
-		s.exited = make(chan struct{})
-		go func(cmd *exec.Cmd, exited chan struct{}) { cmd.Wait(); close(exited) }(s.cmd, s.exited)
-		if lastErr = s.waitReady(); lastErr == nil {
+		if lastErr = s.launch(); lastErr == nil {
 			return s, "", nil
 		}
+	}
+	return fail(fmt.Errorf("postgres did not start: %w", lastErr))
+}
+
+// launch starts the postgres process on s.port over s.data and waits for
+// it to take connections.
+func (s *server) launch() error {
+	bin, data, dir, cred := s.bin, s.data, s.dir, s.cred
+	s.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(s.port), "-k", dir,
+		"-c", "listen_addresses=127.0.0.1",
+		// Throwaway data: trade durability for speed.
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=200")
+	s.cmd.Dir, s.cmd.Stdout, s.cmd.Stderr = dir, s, s
+	// Pdeathsig: a test binary that dies (panic, -timeout) takes the
+	// server with it instead of leaving it running.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		s.cmd = nil
+		return fmt.Errorf("start postgres: %w", err)
+	}
+	s.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, exited chan struct{}) { cmd.Wait(); close(exited) }(s.cmd, s.exited)
+	if err := s.waitReady(); err != nil {
 		s.cmd.Process.Kill()
 		<-s.exited
 		s.cmd = nil
+		return err
 	}
-	return fail(fmt.Errorf("postgres did not start: %w", lastErr))
+	return nil
+}
+
+// Instance is a Postgres server of a test's own, which the test may stop
+// and start again (an outage) without touching other tests' databases.
+type Instance struct {
+	s *server
+	t testing.TB
+}
+
+// StartOwn starts a server for this test alone, with one empty database,
+// and stops it when the test ends. It skips (or fails under CI) as Start
+// does when the server binaries are missing.
+func StartOwn(t testing.TB) *Instance {
+	t.Helper()
+	s, skip, err := startServer()
+	if skip != "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal(skip)
+		}
+		t.Skip(skip)
+	}
+	if err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Errorf("pgtest: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.admin(ctx, "CREATE DATABASE sekisho_own"); err != nil {
+		t.Fatalf("pgtest: create database: %v", err)
+	}
+	return &Instance{s: s, t: t}
+}
+
+// URL is the database's URL.
+func (i *Instance) URL() string { return i.s.url("sekisho_own") }
+
+// Stop shuts the server down (fast shutdown: open connections are cut)
+// and waits until it is gone.
+func (i *Instance) Stop() {
+	i.t.Helper()
+	if i.s.cmd == nil {
+		return
+	}
+	i.s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-i.s.exited:
+	case <-time.After(30 * time.Second):
+		i.s.cmd.Process.Kill()
+		<-i.s.exited
+	}
+	i.s.cmd = nil
+}
+
+// Restart starts the stopped server again on the same port and data.
+func (i *Instance) Restart() {
+	i.t.Helper()
+	if err := i.s.launch(); err != nil {
+		i.t.Fatalf("pgtest: restart: %v\n%s", err, i.s.output())
+	}
 }
 
 func (s *server) waitReady() error {
