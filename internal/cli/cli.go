@@ -53,6 +53,7 @@ func commands() []command {
 		{"reload", "make the running gateways read their config again (as SIGHUP does)", runReload, nil},
 		{"user", "manage local accounts: add, passwd, disable, enable, unlock, list", runUser, userCommands},
 		{"apikey", "manage API keys for machines: create, list, revoke", runAPIKey, apikeyCommands},
+		{"store", "manage the state database: migrate [--dry-run], copy --from sqlite:DIR --to postgres:URL", runStore, storeCommands},
 		{"policy", "test routes, rules and policies against a table of requests: policy test CASES.yaml", runPolicy, []string{"test"}},
 		{"version", "print the version, the commit it was built from and the Go version", runVersion, nil},
 		{"completion", "print a shell completion script (bash or zsh)", runCompletion, nil},

@@ -26,6 +26,9 @@ _sekisho() {
     apikey)
       if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "%s" -- "$cur"));
       else COMPREPLY=($(compgen -W "--config --data-dir --name --route --methods --paths --expires --help" -- "$cur")); fi;;
+    store)
+      if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "migrate copy" -- "$cur"));
+      else COMPREPLY=($(compgen -W "--config --data-dir --dry-run --from --to --help" -- "$cur")); fi;;
     policy)
       if [ "$COMP_CWORD" -eq 2 ]; then COMPREPLY=($(compgen -W "test" -- "$cur"));
       else COMPREPLY=($(compgen -f -W "--config --help" -- "$cur")); fi;;

@@ -353,7 +353,13 @@ func jwks(sg *assert.Signer) jose.JSONWebKeySet {
 // reference, resolved with secrets). The CLI uses it too, so what it writes
 // (accounts, keys, revocations, unlocks) reaches every replica.
 func OpenStore(cfg *config.Config, secrets secret.Resolver) (store.Backend, error) {
-	opts := store.Options{MaxSessionLifetime: cfg.Session.Lifetime.D()}
+	return OpenStoreMigrating(cfg, secrets, true)
+}
+
+// OpenStoreMigrating is OpenStore that applies pending migrations only
+// when migrate is true (`sekisho store migrate` looks first).
+func OpenStoreMigrating(cfg *config.Config, secrets secret.Resolver, migrate bool) (store.Backend, error) {
+	opts := store.Options{MaxSessionLifetime: cfg.Session.Lifetime.D(), SkipMigrations: !migrate}
 	if cfg.Store.Driver == "postgres" {
 		raw, err := secrets.Resolve(cfg.Store.URL)
 		if err != nil {

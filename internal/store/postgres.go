@@ -76,6 +76,9 @@ func OpenPostgres(ctx context.Context, url string, opts Options) (*Postgres, err
 		pool.Close()
 		return nil, fmt.Errorf("store: open postgres %s: %w", loc, err)
 	}
+	if opts.SkipMigrations {
+		return p, nil
+	}
 	if err := migratePostgres(ctx, pool, p.now()); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("store: postgres %s: %w", loc, err)
@@ -105,6 +108,13 @@ func (p *Postgres) Location() string { return p.location }
 
 // SchemaVersion returns the highest migration applied to the database.
 func (p *Postgres) SchemaVersion(ctx context.Context) (int, error) {
+	var exists bool
+	if err := p.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, fmt.Errorf("store: read schema version: %w", err)
+	}
+	if !exists {
+		return 0, nil // a new database
+	}
 	var v int
 	if err := p.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: read schema version: %w", err)

@@ -27,6 +27,9 @@ type Options struct {
 	// process holding the write lock before failing with "database is
 	// locked". Zero means 10 seconds.
 	BusyTimeout time.Duration
+	// SkipMigrations opens the database without applying pending
+	// migrations (`sekisho store migrate --dry-run`); see Migrate.
+	SkipMigrations bool
 }
 
 // SQLite is the embedded SQLite store. It is safe for concurrent use, and
@@ -103,6 +106,9 @@ func OpenSQLiteOptions(path string, o Options) (*SQLite, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: open sqlite %q: %w", abs, err)
 	}
+	if o.SkipMigrations {
+		return s, nil
+	}
 	if err := migrateSQLite(ctx, db, s.now()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: sqlite %q: %w", abs, err)
@@ -127,6 +133,13 @@ func (s *SQLite) Location() string { return s.path }
 
 // SchemaVersion returns the highest migration applied to the database.
 func (s *SQLite) SchemaVersion(ctx context.Context) (int, error) {
+	var n int
+	if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: read schema version: %w", err)
+	}
+	if n == 0 {
+		return 0, nil // a new database
+	}
 	var v sql.NullInt64
 	if err := s.db.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v); err != nil {
 		return 0, fmt.Errorf("store: read schema version: %w", err)
