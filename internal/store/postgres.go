@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,10 +56,9 @@ func OpenPostgres(ctx context.Context, url string, opts Options) (*Postgres, err
 	if url == "" {
 		return nil, errors.New("store: postgres url is empty")
 	}
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := pgConfig(url)
 	if err != nil {
-		// pgx's parse errors show the URL with its password masked.
-		return nil, fmt.Errorf("store: postgres url: %w", err)
+		return nil, err
 	}
 	loc := pgLocation(cfg.ConnConfig)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -84,6 +84,44 @@ func OpenPostgres(ctx context.Context, url string, opts Options) (*Postgres, err
 		return nil, fmt.Errorf("store: postgres %s: %w", loc, err)
 	}
 	return p, nil
+}
+
+// pgConfig parses a connection URL or string. libpq's default sslmode,
+// "prefer", tries TLS without checking the certificate and falls back to
+// plain text: anyone on the path reads the password hashes and can forge
+// revocations. A database on another machine therefore gets verified TLS
+// (verify-full) unless the URL names an sslmode itself.
+func pgConfig(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err == nil && !strings.Contains(url, "sslmode") && !localHost(cfg.ConnConfig.Host) {
+		cfg, err = pgxpool.ParseConfig(withSSLMode(url, "verify-full"))
+	}
+	if err != nil {
+		// pgx's parse errors show the URL with its password masked.
+		return nil, fmt.Errorf("store: postgres url: %w", err)
+	}
+	return cfg, nil
+}
+
+// localHost reports whether host is this machine: a Unix socket
+// directory or a loopback address or name.
+func localHost(host string) bool {
+	if host == "" || strings.HasPrefix(host, "/") || host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// withSSLMode adds sslmode to a URL or a key=value connection string.
+func withSSLMode(conn, mode string) string {
+	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
+		if strings.Contains(conn, "?") {
+			return conn + "&sslmode=" + mode
+		}
+		return conn + "?sslmode=" + mode
+	}
+	return conn + " sslmode=" + mode
 }
 
 // pgLocation names the database for messages: postgres://user@host:port/db,

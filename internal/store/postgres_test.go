@@ -317,3 +317,37 @@ func TestPostgresCallsAfterCloseFail(t *testing.T) {
 		t.Error("CountUsers after Close = nil error")
 	}
 }
+
+// The attack: a database on another machine reached with libpq's default
+// sslmode "prefer", which takes a plain-text connection when offered one
+// (an attacker on the path offers it) and never checks the certificate.
+// Without an sslmode of its own, a remote URL gets verify-full; a
+// loopback or socket one is left alone.
+func TestRemotePostgresGetsVerifiedTLSByDefault(t *testing.T) {
+	for _, tc := range []struct {
+		url      string
+		wantTLS  bool
+		fallback bool
+	}{
+		{"postgres://u@db.internal:5432/sekisho", true, false},
+		{"host=10.0.0.5 user=u dbname=sekisho", true, false},
+		{"postgres://u@db.internal:5432/sekisho?pool_max_conns=4", true, false},
+		{"postgres://u@db.internal:5432/sekisho?sslmode=disable", false, false}, // the operator's explicit choice
+		{"postgres://u@127.0.0.1:5432/sekisho", true, true},                      // local: libpq's default stays
+		{"host=/var/run/postgresql user=u dbname=sekisho", false, false},
+	} {
+		t.Run(tc.url, func(t *testing.T) {
+			cfg, err := pgConfig(tc.url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := cfg.ConnConfig
+			if (c.TLSConfig != nil) != tc.wantTLS {
+				t.Fatalf("TLS = %v, want %v", c.TLSConfig != nil, tc.wantTLS)
+			}
+			if tc.wantTLS && !tc.fallback && (c.TLSConfig.InsecureSkipVerify || len(c.Fallbacks) != 0) {
+				t.Errorf("remote database: InsecureSkipVerify %v, %d plain-text fallbacks; want verified TLS only", c.TLSConfig.InsecureSkipVerify, len(c.Fallbacks))
+			}
+		})
+	}
+}
