@@ -333,7 +333,7 @@ func TestRemotePostgresGetsVerifiedTLSByDefault(t *testing.T) {
 		{"host=10.0.0.5 user=u dbname=sekisho", true, false},
 		{"postgres://u@db.internal:5432/sekisho?pool_max_conns=4", true, false},
 		{"postgres://u@db.internal:5432/sekisho?sslmode=disable", false, false}, // the operator's explicit choice
-		{"postgres://u@127.0.0.1:5432/sekisho", true, true},                      // local: libpq's default stays
+		{"postgres://u@127.0.0.1:5432/sekisho", true, true},                     // local: libpq's default stays
 		{"host=/var/run/postgresql user=u dbname=sekisho", false, false},
 	} {
 		t.Run(tc.url, func(t *testing.T) {
