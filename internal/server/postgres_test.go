@@ -17,6 +17,7 @@ import (
 	"github.com/sekisho/sekisho/internal/server"
 	"github.com/sekisho/sekisho/internal/testenv"
 	"github.com/sekisho/sekisho/internal/testenv/pgtest"
+	"github.com/sekisho/sekisho/internal/testenv/redistest"
 )
 
 // Two replicas with separate data dirs on one Postgres: an account added
@@ -260,4 +261,42 @@ routes:
 		t.Fatal(err)
 	}
 	waitStatus(t, e, http.StatusUnauthorized, "/x", "Proxy-Authorization", "Bearer "+tok)
+}
+
+// The attack: password guessing spread over the replicas behind a load
+// balancer, each seeing fewer failures than its limit. With Redis, the
+// replicas share one budget: five wrong guesses in all, three on A and two
+// on B, lock the account on both; `sekisho user unlock` lifts it on both.
+func TestSignInThrottleSharedByReplicas(t *testing.T) {
+	rs := redistest.Start(t)
+	t.Setenv("SEKISHO_TEST_REDIS_URL", "redis://"+rs.Addr+"/0")
+	t.Setenv("SEKISHO_TEST_DATABASE_URL", pgtest.Start(t))
+	cfg := `version: 1
+store: {driver: postgres, url: env:SEKISHO_TEST_DATABASE_URL}
+redis: {url: env:SEKISHO_TEST_REDIS_URL}
+pools: [{name: app, urls: ["{{UPSTREAM}}"]}]
+routes: [{name: app, host: "*", pool: app, policy: {allow_authenticated: true}}]
+`
+	a, b := testenv.Start(t, cfg), testenv.Start(t, cfg)
+	a.AddUser("bob", pw, "")
+	for i, e := range []*testenv.Env{a, b, a, b, a} {
+		if res := e.PostLogin(e.Client(), "bob", "wrong password!!", "/"); res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("guess %d: %d, want 401", i, res.StatusCode)
+		}
+	}
+	for name, e := range map[string]*testenv.Env{"A": a, "B": b} {
+		if res := e.PostLogin(e.Client(), "bob", pw, "/"); res.StatusCode != http.StatusTooManyRequests {
+			t.Errorf("after five guesses spread over two replicas, the right password on %s got %d, want 429", name, res.StatusCode)
+		}
+	}
+	if err := a.Store().UnlockUser(context.Background(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for b.PostLogin(b.Client(), "bob", pw, "/").StatusCode != http.StatusSeeOther {
+		if time.Now().After(deadline) {
+			t.Fatal("user unlock did not lift the shared lock")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -165,11 +165,11 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if s.tlsConfig, err = s.provisionTLS(); err != nil {
 		return nil, err
 	}
-	if err := s.provisionBase(); err != nil {
-		return nil, err
-	}
 	sets, inspector, err := s.compileRules(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.provisionBase(); err != nil {
 		return nil, err
 	}
 	g, err := s.build(cfg, sets, inspector, nil)
@@ -287,9 +287,14 @@ func (s *Server) provisionBase() error {
 	s.ownCookies = append(s.sessions.CookieNames(), "sekisho-csrf", "__Host-sekisho-csrf")
 	if cfg.LocalEnabled() {
 		la := cfg.LocalAccounts
-		s.throttle = local.NewThrottle(local.ThrottleOptions{
+		to := local.ThrottleOptions{
 			MaxFailures: la.MaxFailures, IPMaxFailures: la.IPMaxFailures, Window: la.Window.D(), Lockout: la.Lockout.D(), Now: s.opts.Now,
-		})
+			Logger: s.log,
+		}
+		if r, ok := s.limiter.(*ratelimit.Redis); ok {
+			to.Shared = r // one sign-in budget for every replica
+		}
+		s.throttle = local.NewThrottle(to)
 		auth, err := local.NewAuthenticator(s.store, s.throttle, s.opts.Now)
 		if err != nil {
 			return err

@@ -2,6 +2,8 @@ package local
 
 import (
 	"container/list"
+	"context"
+	"log/slog"
 	"net/netip"
 	"sync"
 	"time"
@@ -27,12 +29,27 @@ type ThrottleOptions struct {
 	MaxEntries int
 	// Now is the clock. nil means time.Now.
 	Now func() time.Time
+	// Shared, when set (Redis), counts failures and holds locks for every
+	// replica as well, so N replicas do not give an attacker N times the
+	// budget. The in-memory counts are kept too: while Shared fails, each
+	// replica still locks on its own, and the failure is logged.
+	Shared Shared
+	// Logger receives Shared's failures. nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// Shared is a failure counter every replica sees (ratelimit.Redis).
+type Shared interface {
+	Fail(ctx context.Context, key string, window, lockout time.Duration, limit int) (time.Duration, error)
+	LockedFor(ctx context.Context, key string) (time.Duration, error)
+	Clear(ctx context.Context, key string) error
 }
 
 // Throttle counts failed logins per account and per client address and
-// locks either out for a while after too many. It is in memory and per
-// replica: with N replicas behind a balancer an attacker gets up to N times
-// the budget, and a restart forgets every count. An operator lifts an
+// locks either out for a while after too many. It counts in memory, per
+// replica, and with Options.Shared (Redis) for all replicas as well: without
+// it, N replicas behind a balancer give an attacker up to N times the
+// budget, and a restart forgets every count. An operator lifts an
 // account's lockout from another process through the store's unlock log,
 // which PollUnlocks applies. It is safe for concurrent use. A nil
 // *Throttle allows everything.
@@ -50,6 +67,9 @@ type Throttle struct {
 	mu    sync.Mutex
 	users *lru
 	ips   *lru
+
+	shared Shared
+	log    *slog.Logger
 }
 
 // NewThrottle returns a Throttle with o's settings (zero fields take their
@@ -57,7 +77,10 @@ type Throttle struct {
 func NewThrottle(o ThrottleOptions) *Throttle {
 	t := &Throttle{
 		maxUser: o.MaxFailures, maxIP: o.IPMaxFailures,
-		window: o.Window, lockout: o.Lockout, now: o.Now,
+		window: o.Window, lockout: o.Lockout, now: o.Now, shared: o.Shared, log: o.Logger,
+	}
+	if t.log == nil {
+		t.log = slog.Default()
 	}
 	if t.maxUser <= 0 {
 		t.maxUser = 5
@@ -103,8 +126,39 @@ func (t *Throttle) Locked(user, ip string) (account, address time.Duration) {
 	}
 	now := t.now()
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.users.lockedFor(user, now), t.ips.lockedFor(IPKey(ip), now)
+	account, address = t.users.lockedFor(user, now), t.ips.lockedFor(IPKey(ip), now)
+	t.mu.Unlock()
+	if t.shared != nil {
+		if user != "" {
+			account = max(account, t.sharedLocked(sharedUser(user)))
+		}
+		address = max(address, t.sharedLocked(sharedIP(ip)))
+	}
+	return account, address
+}
+
+// The shared counters' keys.
+func sharedUser(user string) string { return "signin:u:" + user }
+func sharedIP(ip string) string     { return "signin:ip:" + IPKey(ip) }
+
+func (t *Throttle) sharedLocked(key string) time.Duration {
+	d, err := t.shared.LockedFor(context.Background(), key)
+	if err != nil {
+		t.log.Warn("shared sign-in throttle unavailable: this replica's own counts decide", "component", "local", "err", err)
+	}
+	return d
+}
+
+func (t *Throttle) sharedFail(key string, limit int) {
+	if _, err := t.shared.Fail(context.Background(), key, t.window, t.lockout, limit); err != nil {
+		t.log.Warn("shared sign-in throttle unavailable: this replica's own counts decide", "component", "local", "err", err)
+	}
+}
+
+func (t *Throttle) sharedClear(key string) {
+	if err := t.shared.Clear(context.Background(), key); err != nil {
+		t.log.Warn("clear the shared sign-in throttle", "component", "local", "err", err)
+	}
 }
 
 // Fail records a failed login for user from ip.
@@ -114,11 +168,17 @@ func (t *Throttle) Fail(user, ip string) {
 	}
 	now := t.now()
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if user != "" {
 		t.users.fail(user, now, t.window, t.lockout, t.maxUser)
 	}
 	t.ips.fail(IPKey(ip), now, t.window, t.lockout, t.maxIP)
+	t.mu.Unlock()
+	if t.shared != nil {
+		if user != "" {
+			t.sharedFail(sharedUser(user), t.maxUser)
+		}
+		t.sharedFail(sharedIP(ip), t.maxIP)
+	}
 }
 
 // Succeed records a successful login: the account's failure count is
@@ -129,8 +189,11 @@ func (t *Throttle) Succeed(user, ip string) {
 		return
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.users.remove(user)
+	t.mu.Unlock()
+	if t.shared != nil {
+		t.sharedClear(sharedUser(user))
+	}
 }
 
 // Unlock clears the account's lockout and failure count (`sekisho user
@@ -143,8 +206,11 @@ func (t *Throttle) Unlock(user string) {
 		return
 	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	t.users.remove(user)
+	t.mu.Unlock()
+	if t.shared != nil {
+		t.sharedClear(sharedUser(user))
+	}
 }
 
 // Len returns how many accounts and addresses are tracked, for metrics.

@@ -1,7 +1,10 @@
 package local
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -174,5 +177,30 @@ func TestNilThrottleAllowsEverything(t *testing.T) {
 	th.Succeed("a", "192.0.2.1")
 	if ok, retry := th.Allowed("a", "192.0.2.1"); !ok || retry != 0 {
 		t.Errorf("nil Allowed = %v, %v", ok, retry)
+	}
+}
+
+type brokenShared struct{}
+
+func (brokenShared) Fail(context.Context, string, time.Duration, time.Duration, int) (time.Duration, error) {
+	return 0, errors.New("redis: connection refused")
+}
+func (brokenShared) LockedFor(context.Context, string) (time.Duration, error) {
+	return 0, errors.New("redis: connection refused")
+}
+func (brokenShared) Clear(context.Context, string) error { return errors.New("redis: connection refused") }
+
+// The attack: knock the shared counter (Redis) over, then guess passwords
+// freely. The replica's own counts still lock the account.
+func TestThrottleLocksOnItsOwnWhileSharedFails(t *testing.T) {
+	th := NewThrottle(ThrottleOptions{MaxFailures: 3, Shared: brokenShared{}, Logger: slog.New(slog.DiscardHandler)})
+	for i := 0; i < 3; i++ {
+		if ok, _ := th.Allowed("bob", "192.0.2.1"); !ok {
+			t.Fatalf("guess %d refused before the limit", i)
+		}
+		th.Fail("bob", "192.0.2.1")
+	}
+	if ok, _ := th.Allowed("bob", "192.0.2.1"); ok {
+		t.Fatal("with the shared counter down, three failures did not lock the account")
 	}
 }
