@@ -188,7 +188,9 @@ func (brokenShared) Fail(context.Context, string, time.Duration, time.Duration, 
 func (brokenShared) LockedFor(context.Context, string) (time.Duration, error) {
 	return 0, errors.New("redis: connection refused")
 }
-func (brokenShared) Clear(context.Context, string) error { return errors.New("redis: connection refused") }
+func (brokenShared) Clear(context.Context, string) error {
+	return errors.New("redis: connection refused")
+}
 
 // The attack: knock the shared counter (Redis) over, then guess passwords
 // freely. The replica's own counts still lock the account.
