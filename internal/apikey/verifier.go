@@ -7,14 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/pathnorm"
 	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/store"
 )
@@ -26,7 +25,7 @@ var (
 	ErrWrongSecret = errors.New("API key secret does not match")
 	ErrRevoked     = errors.New("API key revoked")
 	ErrExpired     = errors.New("API key expired")
-	ErrOutOfScope  = errors.New("API key not valid for this request")
+	ErrOutOfScope  = authz.ErrOutOfScope // authz decides a key's scope
 	ErrAmbiguous   = errors.New("more than one sekisho API key in the request")
 	ErrUnavailable = errors.New("API key store unavailable")
 )
@@ -90,6 +89,9 @@ type entry struct {
 	rec  store.APIKey
 	hash [32]byte
 	user string // "apikey:" + name
+	// scope is what the key was issued for, shared by every identity the
+	// key authenticates (read only).
+	scope *identity.Scope
 	// lastUsed is the last use seen here (Unix seconds); flushed is the
 	// value last written to the store.
 	lastUsed, flushed *atomic.Int64
@@ -230,7 +232,7 @@ func (v *Verifier) authenticate(r *http.Request, authzRts map[string]bool) (iden
 		return identity.Identity{}, fmt.Errorf("apikey: key %s (%q): %w", e.rec.ID, e.rec.Name, ErrWrongSecret)
 	}
 	now := v.o.Now()
-	if err := v.check(e, now, info.Route, r.Method, info.Path); err != nil {
+	if err := v.check(e, now); err != nil {
 		return identity.Identity{}, err
 	}
 	sec := now.Unix()
@@ -240,7 +242,7 @@ func (v *Verifier) authenticate(r *http.Request, authzRts map[string]bool) (iden
 			break
 		}
 	}
-	return identity.Identity{Kind: identity.APIKey, User: e.user, Provider: "apikey", SessionID: e.rec.ID, AuthTime: now}, nil
+	return identity.Identity{Kind: identity.APIKey, User: e.user, Provider: "apikey", SessionID: e.rec.ID, AuthTime: now, Scope: e.scope}, nil
 }
 
 // StillValid reports, from the cache alone (no store read), whether the
@@ -254,6 +256,13 @@ func (v *Verifier) StillValid(id string, now time.Time) error {
 	if !ok {
 		return fmt.Errorf("apikey: key %s: %w", id, ErrUnknown)
 	}
+	return v.check(e, now)
+}
+
+// check applies the rules after the secret matched: revoked, expired.
+// The key's scope (routes, methods, paths) is authz's to decide, with the
+// route's policy: the identity carries it.
+func (v *Verifier) check(e *entry, now time.Time) error {
 	k := &e.rec
 	switch {
 	case !k.RevokedAt.IsZero():
@@ -262,35 +271,6 @@ func (v *Verifier) StillValid(id string, now time.Time) error {
 		return fmt.Errorf("apikey: key %s (%q): %w at %s", k.ID, k.Name, ErrExpired, k.ExpiresAt.Format(time.RFC3339))
 	}
 	return nil
-}
-
-// check applies the rules after the secret matched: revoked, expired,
-// route, method and path scope.
-func (v *Verifier) check(e *entry, now time.Time, route, method, path string) error {
-	k := &e.rec
-	switch {
-	case !k.RevokedAt.IsZero():
-		return fmt.Errorf("apikey: key %s (%q): %w at %s", k.ID, k.Name, ErrRevoked, k.RevokedAt.Format(time.RFC3339))
-	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
-		return fmt.Errorf("apikey: key %s (%q): %w at %s", k.ID, k.Name, ErrExpired, k.ExpiresAt.Format(time.RFC3339))
-	case !slices.Contains(k.Routes, route):
-		return fmt.Errorf("apikey: key %s (%q) is for route(s) %q, not route %q: %w", k.ID, k.Name, k.Routes, route, ErrOutOfScope)
-	case len(k.Methods) > 0 && !slices.Contains(k.Methods, method):
-		return fmt.Errorf("apikey: key %s (%q) allows methods %s, not %q: %w", k.ID, k.Name, strings.Join(k.Methods, ","), method, ErrOutOfScope)
-	case len(k.PathPrefixes) > 0 && !underAny(path, k.PathPrefixes):
-		// An empty path (not normalised) is under no prefix: fail closed.
-		return fmt.Errorf("apikey: key %s (%q) allows paths under %q, not %q: %w", k.ID, k.Name, k.PathPrefixes, path, ErrOutOfScope)
-	}
-	return nil
-}
-
-func underAny(path string, prefixes []string) bool {
-	for _, p := range prefixes {
-		if pathnorm.HasPrefix(path, p) {
-			return true
-		}
-	}
-	return false
 }
 
 // bearerKey returns the token in "Bearer <token>" (scheme in any case) if
@@ -342,7 +322,8 @@ func (v *Verifier) lookup(ctx context.Context, id string) (*entry, error) {
 }
 
 func newEntry(rec store.APIKey, old *entry) *entry {
-	e := &entry{rec: rec, user: "apikey:" + rec.Name}
+	e := &entry{rec: rec, user: "apikey:" + rec.Name,
+		scope: &identity.Scope{Name: rec.Name, Routes: rec.Routes, Methods: rec.Methods, PathPrefixes: rec.PathPrefixes}}
 	copy(e.hash[:], rec.SecretHash)
 	if old != nil {
 		e.lastUsed, e.flushed = old.lastUsed, old.flushed

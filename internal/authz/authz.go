@@ -3,12 +3,15 @@
 package authz
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
+	"github.com/sekisho/sekisho/internal/pathnorm"
 )
 
 // Decision is the outcome of a policy check. Reason is safe to log and to
@@ -19,6 +22,21 @@ type Decision struct {
 	// public: a browser should be sent to sign in, an API client gets 401.
 	NeedsLogin bool
 	Reason     string
+	// Refused, when not nil, is why the credential itself was refused for
+	// this request (it wraps ErrOutOfScope): the caller treats the request
+	// as one whose credential failed to authenticate.
+	Refused error
+}
+
+// ErrOutOfScope means the credential (an API key) was not issued for this
+// route, method or path.
+var ErrOutOfScope = errors.New("API key not valid for this request")
+
+// Request is what a decision looks at besides the identity: the method,
+// the normalised path and the time.
+type Request struct {
+	Method, Path string
+	Now          time.Time
 }
 
 // Policy is a compiled route policy. The zero Policy allows no one.
@@ -29,6 +47,8 @@ type Policy struct {
 	emails  map[string]bool
 	domains map[string]bool
 	groups  map[string]bool
+	// route is the route's name, which a credential's scope must list.
+	route string
 	// maxAge, above zero, is how recent a browser session's sign-in must be.
 	maxAge time.Duration
 }
@@ -49,28 +69,54 @@ func Compile(p *config.Policy) *Policy {
 	return c
 }
 
-// CompileRoute is Compile for a route (or a tunnel): the policy, and
-// maxAge (auth.max_age), above zero, how recent a browser session's sign-in
-// must be. Everything that decides whether an identity may use a route is
-// here, so that a request, and an open stream re-checked after a reload,
-// are decided by one call: DecideAt.
-func CompileRoute(p *config.Policy, maxAge time.Duration) *Policy {
+// CompileRoute is Compile for the route (or tunnel) named route: its
+// policy, and maxAge (auth.max_age), above zero, how recent a browser
+// session's sign-in must be. Everything that decides whether an identity
+// may use a route is here (the policy, a credential's scope, max_age), so
+// that a request, and an open stream decided again after a reload, are
+// decided by one call: DecideRequest.
+func CompileRoute(route string, p *config.Policy, maxAge time.Duration) *Policy {
 	c := Compile(p)
-	c.maxAge = maxAge
+	c.route, c.maxAge = route, maxAge
 	return c
 }
 
 // MaxAge is the route's auth.max_age; zero: none.
 func (p *Policy) MaxAge() time.Duration { return p.maxAge }
 
-// DecideAt is Decide with the route's max_age applied at time now: a
-// browser session signed in longer ago than that needs a new sign-in.
-func (p *Policy) DecideAt(id identity.Identity, now time.Time) Decision {
+// DecideRequest decides whether id may make req on the route: a
+// credential's scope first (a key not issued for this route, method or
+// path is Refused), then the policy (Decide), then max_age (a browser
+// session signed in longer ago needs a new sign-in).
+func (p *Policy) DecideRequest(id identity.Identity, req Request) Decision {
+	if id.Kind == identity.APIKey && id.Scope == nil {
+		err := fmt.Errorf("key %s has no scope: %w", id.SessionID, ErrOutOfScope) // fail closed
+		return Decision{NeedsLogin: true, Reason: "credential refused: " + err.Error(), Refused: err}
+	}
+	if sc := id.Scope; sc != nil && id.Authenticated() {
+		if err := p.inScope(id, sc, req); err != nil {
+			return Decision{NeedsLogin: true, Reason: "credential refused: " + err.Error(), Refused: err}
+		}
+	}
 	d := p.Decide(id)
-	if d.Allow && p.maxAge > 0 && id.Kind == identity.Session && now.Sub(id.AuthTime) > p.maxAge {
+	if d.Allow && p.maxAge > 0 && id.Kind == identity.Session && req.Now.Sub(id.AuthTime) > p.maxAge {
 		return Decision{NeedsLogin: true, Reason: "route demands a sign-in within " + p.maxAge.String()}
 	}
 	return d
+}
+
+// inScope checks the credential's scope against the route and req. An
+// empty route or path (not known) is in no scope: fail closed.
+func (p *Policy) inScope(id identity.Identity, sc *identity.Scope, req Request) error {
+	switch {
+	case p.route == "" || !slices.Contains(sc.Routes, p.route):
+		return fmt.Errorf("key %s (%q) is for route(s) %q, not route %q: %w", id.SessionID, sc.Name, sc.Routes, p.route, ErrOutOfScope)
+	case len(sc.Methods) > 0 && !slices.Contains(sc.Methods, req.Method):
+		return fmt.Errorf("key %s (%q) allows methods %s, not %q: %w", id.SessionID, sc.Name, strings.Join(sc.Methods, ","), req.Method, ErrOutOfScope)
+	case len(sc.PathPrefixes) > 0 && !slices.ContainsFunc(sc.PathPrefixes, func(pre string) bool { return pathnorm.HasPrefix(req.Path, pre) }):
+		return fmt.Errorf("key %s (%q) allows paths under %q, not %q: %w", id.SessionID, sc.Name, sc.PathPrefixes, req.Path, ErrOutOfScope)
+	}
+	return nil
 }
 
 func set(l []string, fold bool) map[string]bool {
@@ -97,8 +143,8 @@ func (p *Policy) Decide(id identity.Identity) Decision {
 		return Decision{NeedsLogin: true, Reason: "not signed in"}
 	}
 	if id.Kind == identity.APIKey {
-		// The key authenticator only admits a key scoped to this route:
-		// creating a key for a route is the grant.
+		// Creating a key for a route is the grant; DecideRequest has
+		// checked the key's scope.
 		return Decision{Allow: true, Reason: fmt.Sprintf("API key %q is scoped to the route", id.User)}
 	}
 	if p.anyAuth {

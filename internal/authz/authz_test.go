@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"strings"
@@ -78,7 +79,7 @@ func BenchmarkDecide(b *testing.B) {
 // tokens have no sign-in to renew and are not sent to sign in.
 func TestDecideAtRefusesStaleSessionOnMaxAgeRoute(t *testing.T) {
 	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
-	p := CompileRoute(&config.Policy{AllowAuthenticated: true}, time.Hour)
+	p := CompileRoute("admin", &config.Policy{AllowAuthenticated: true}, time.Hour)
 	for _, tc := range []struct {
 		name      string
 		id        identity.Identity
@@ -86,10 +87,10 @@ func TestDecideAtRefusesStaleSessionOnMaxAgeRoute(t *testing.T) {
 	}{
 		{"fresh_session", identity.Identity{Kind: identity.Session, User: "ana", AuthTime: now.Add(-59 * time.Minute)}, true},
 		{"stale_session_is_sent_to_sign_in", identity.Identity{Kind: identity.Session, User: "ana", AuthTime: now.Add(-25 * time.Hour)}, false},
-		{"api_key_has_no_sign_in_age", identity.Identity{Kind: identity.APIKey, User: "apikey:bot", AuthTime: now.Add(-48 * time.Hour)}, true},
+		{"api_key_has_no_sign_in_age", identity.Identity{Kind: identity.APIKey, User: "apikey:bot", AuthTime: now.Add(-48 * time.Hour), Scope: &identity.Scope{Name: "bot", Routes: []string{"admin"}}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			d := p.DecideAt(tc.id, now)
+			d := p.DecideRequest(tc.id, Request{Method: "GET", Path: "/", Now: now})
 			if d.Allow != tc.wantAllow {
 				t.Fatalf("DecideAt = %+v, want allow %v", d, tc.wantAllow)
 			}
@@ -100,5 +101,50 @@ func TestDecideAtRefusesStaleSessionOnMaxAgeRoute(t *testing.T) {
 	}
 	if p.MaxAge() != time.Hour || Compile(nil).MaxAge() != 0 {
 		t.Error("MaxAge does not report the route's max_age")
+	}
+}
+
+// An API key reaches only what it was issued for; authz checks it with the
+// route's policy. Each case is an attack the scope stops: a key for one app
+// used on another, a read-only key writing, a key for /api used on /admin
+// (also through a sibling segment such as /api2), and requests whose route
+// or path is not known (fail closed).
+func TestAPIKeyScopeRefusesWhatTheKeyWasNotIssuedFor(t *testing.T) {
+	now := time.Date(2026, 12, 8, 12, 0, 0, 0, time.UTC)
+	key := func(routes, methods, paths []string) identity.Identity {
+		return identity.Identity{Kind: identity.APIKey, User: "apikey:ci", Provider: "apikey", SessionID: "abcdefabcdef",
+			Scope: &identity.Scope{Name: "ci", Routes: routes, Methods: methods, PathPrefixes: paths}}
+	}
+	flowise := CompileRoute("flowise-api", &config.Policy{Groups: []string{"eng"}}, 0)
+	for _, tc := range []struct {
+		name         string
+		p            *Policy
+		id           identity.Identity
+		method, path string
+		wantErr      string // "" : allowed
+	}{
+		{"key_on_its_route", flowise, key([]string{"flowise-api"}, nil, nil), "POST", "/api/v1/x", ""},
+		{"key_for_another_app", flowise, key([]string{"dify-api"}, nil, nil), "GET", "/", `is for route(s) ["dify-api"], not route "flowise-api"`},
+		{"read_only_key_writing", flowise, key([]string{"flowise-api"}, []string{"GET"}, nil), "DELETE", "/api/v1/x", `allows methods GET, not "DELETE"`},
+		{"head_is_not_get", flowise, key([]string{"flowise-api"}, []string{"GET"}, nil), "HEAD", "/api/v1/x", `not "HEAD"`},
+		{"path_outside_its_prefix", flowise, key([]string{"flowise-api"}, nil, []string{"/api/v1"}), "GET", "/admin", `allows paths under ["/api/v1"], not "/admin"`},
+		{"sibling_segment_is_outside", flowise, key([]string{"flowise-api"}, nil, []string{"/api/v1"}), "GET", "/api/v10/x", "not"},
+		{"path_inside_its_prefix", flowise, key([]string{"flowise-api"}, nil, []string{"/api/v1"}), "GET", "/api/v1/x", ""},
+		{"unknown_path_fails_closed", flowise, key([]string{"flowise-api"}, nil, []string{"/api/v1"}), "GET", "", "not"},
+		{"route_without_a_name_fails_closed", Compile(&config.Policy{AllowAuthenticated: true}), key([]string{""}, nil, nil), "GET", "/", "not route"},
+		{"key_identity_without_scope_fails_closed", flowise, identity.Identity{Kind: identity.APIKey, User: "apikey:x", SessionID: "x"}, "GET", "/", "no scope"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := tc.p.DecideRequest(tc.id, Request{Method: tc.method, Path: tc.path, Now: now})
+			if tc.wantErr == "" {
+				if !d.Allow || d.Refused != nil {
+					t.Fatalf("decision %+v, want allow", d)
+				}
+				return
+			}
+			if d.Allow || !errors.Is(d.Refused, ErrOutOfScope) || !strings.Contains(d.Refused.Error(), tc.wantErr) {
+				t.Fatalf("decision %+v, want refused out of scope with %q", d, tc.wantErr)
+			}
+		})
 	}
 }

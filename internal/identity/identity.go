@@ -37,6 +37,18 @@ type Identity struct {
 	SessionID string
 	// AuthTime is when the principal last proved its credential (sign-in time).
 	AuthTime time.Time
+	// Scope, when not nil, limits what the credential may reach (an API
+	// key's routes, methods and paths); authz enforces it.
+	Scope *Scope
+}
+
+// Scope is what a credential was issued for. Name names it in refusals.
+type Scope struct {
+	Name string
+	// Routes the credential is valid on; at least one.
+	Routes []string
+	// Methods and PathPrefixes, when not empty, narrow it further.
+	Methods, PathPrefixes []string
 }
 
 // Authenticated reports whether the identity is anything but anonymous.

@@ -280,13 +280,20 @@ func (p *Pipeline) admit(x *exchange) bool {
 		edgeMatched, addHeaders = res.Action != rules.ActionNone, res.AddHeaders
 	}
 	id, err := p.Authn.Authenticate(rec, r)
+	req := authz.Request{Method: r.Method, Path: clean, Now: p.now()}
+	d := rt.Policy.DecideRequest(id, req)
+	if d.Refused != nil {
+		// The credential is not valid for this request (a key's scope):
+		// the request goes on as one whose credential failed, anonymous.
+		err, id = d.Refused, identity.Identity{}
+		d = rt.Policy.DecideRequest(id, req)
+	}
 	if err != nil {
 		p.Logger.Debug("credential refused", "request_id", info.ID, "err", err)
 	}
 	if id.Authenticated() {
 		info.User, info.Kind, info.Provider = id.User, string(id.Kind), id.Provider
 	}
-	d := rt.Policy.DecideAt(id, p.now())
 	info.Reason = d.Reason
 	switch {
 	case d.NeedsLogin && err != nil:
@@ -560,6 +567,8 @@ type Stream struct {
 	// Route is the name of the route that admitted it; Host and Path (the
 	// normalised path) are what it was routed by.
 	Route, Host, Path string
+	// Method is the request's method (an upgrade's GET).
+	Method string
 	// RequestID is the id of the request that opened it.
 	RequestID string
 	// Identity is who opened it.
@@ -583,5 +592,5 @@ func (p *Pipeline) OnStream(r *http.Request, end func(cause error)) func() {
 	if !ok || p.Streams == nil || !x.allowed {
 		return nil
 	}
-	return p.Streams.Track(&Stream{Route: x.route.Name, Host: r.Host, Path: x.fw.clean, RequestID: x.info.ID, Identity: x.fw.id, End: end})
+	return p.Streams.Track(&Stream{Route: x.route.Name, Host: r.Host, Path: x.fw.clean, Method: r.Method, RequestID: x.info.ID, Identity: x.fw.id, End: end})
 }

@@ -142,7 +142,7 @@ func (s *Server) build(cfg *config.Config, sets map[string]*rules.Set, inspector
 			Rewrite: pl.Rewrite, ModifyResponse: pl.ModifyResponse, ErrorHandler: pl.UpstreamError, OnStream: pl.OnStream,
 			Logger: s.log.With("component", "proxy", "route", rc.Name),
 		})
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.CompileRoute(rc.Policy, rc.Auth.MaxAge.D()), Upstream: proxy,
+		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.CompileRoute(rc.Name, rc.Policy, rc.Auth.MaxAge.D()), Upstream: proxy,
 			Rules: sets[rc.Name], AllowedOrigins: rc.AllowedOrigins, OwnOrigin: !strings.Contains(rc.Host, "*"), AllowedHosts: originHosts(rc)})
 	}
 	g.pipeline = pl

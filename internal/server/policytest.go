@@ -48,7 +48,7 @@ func PolicyEvaluator(cfg *config.Config, secrets secret.Resolver) (func(policyte
 	}
 	allowed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "allowed") })
 	for _, rc := range cfg.Routes {
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.CompileRoute(rc.Policy, rc.Auth.MaxAge.D()), Upstream: allowed,
+		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.CompileRoute(rc.Name, rc.Policy, rc.Auth.MaxAge.D()), Upstream: allowed,
 			Rules: compiled[rc.Name]})
 	}
 	return func(c policytest.Case) policytest.Outcome {
@@ -85,7 +85,13 @@ type caseIdentity struct{}
 
 type caseIdentityKey struct{}
 
+// An API key without routes is issued for the route the request reaches.
 func (caseIdentity) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
 	id, _ := r.Context().Value(caseIdentityKey{}).(identity.Identity)
+	if sc := id.Scope; sc != nil && len(sc.Routes) == 0 {
+		scoped := *sc
+		scoped.Routes = []string{reqinfo.From(r.Context()).Route}
+		id.Scope = &scoped
+	}
 	return id, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/audit"
+	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/route"
@@ -175,7 +176,7 @@ func (s *Server) recheckStreams(g *generation, by string) {
 		case !ok || rt.Name != st.Route:
 			why = fmt.Sprintf("%s has no route %q for this stream any more", by, st.Route)
 		default:
-			if d := rt.Policy.DecideAt(st.Identity, now); !d.Allow {
+			if d := rt.Policy.DecideRequest(st.Identity, authz.Request{Method: st.Method, Path: st.Path, Now: now}); !d.Allow {
 				why = fmt.Sprintf("%s no longer admits the user on route %q: %s", by, st.Route, d.Reason)
 			}
 		}

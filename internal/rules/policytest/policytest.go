@@ -96,6 +96,12 @@ type Identity struct {
 	Groups []string `yaml:"groups"`
 	// APIKeyID names the API key for kind apikey (rate-limit key "apikey").
 	APIKeyID string `yaml:"apikey_id"`
+	// Routes, Methods and Paths are the scope of a kind apikey key, as
+	// `sekisho apikey create --route --methods --paths` gives it. No
+	// routes: the key is issued for the route the request reaches.
+	Routes  []string `yaml:"routes"`
+	Methods []string `yaml:"methods"`
+	Paths   []string `yaml:"paths"`
 }
 
 // Expect is the outcome a case demands. Empty fields are not checked,
@@ -194,6 +200,9 @@ func Load(r io.Reader) ([]Case, error) {
 			default:
 				bad("request.identity.kind %q is not session, apikey, bearer or iap", id.Kind)
 			}
+			if identity.Kind(id.Kind) != identity.APIKey && (len(id.Routes) > 0 || len(id.Methods) > 0 || len(id.Paths) > 0) {
+				bad("request.identity.routes, methods and paths are an API key's scope: they need kind apikey")
+			}
 		}
 		if !contains(validActions, c.Expect.Action) {
 			bad("expect.action %q is not one of %s", c.Expect.Action, strings.Join(validActions, ", "))
@@ -282,5 +291,10 @@ func (c Case) Identity() identity.Identity {
 	if kind == "" {
 		kind = identity.Session
 	}
-	return identity.Identity{Kind: kind, User: id.User, Email: id.Email, Groups: id.Groups, Provider: "policytest"}
+	out := identity.Identity{Kind: kind, User: id.User, Email: id.Email, Groups: id.Groups, Provider: "policytest"}
+	if kind == identity.APIKey {
+		out.SessionID = id.APIKeyID
+		out.Scope = &identity.Scope{Name: id.User, Routes: id.Routes, Methods: id.Methods, PathPrefixes: id.Paths}
+	}
+	return out
 }
