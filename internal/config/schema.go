@@ -50,7 +50,7 @@ func schemaOf(t reflect.Type, docs map[string]string) map[string]any {
 	case t == durationType:
 		return map[string]any{"type": "string", "pattern": `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`}
 	case t == refType:
-		return map[string]any{"type": "string", "pattern": `^(env|file):.+$`}
+		return map[string]any{"type": "string", "pattern": `^(env|file|gcp-secret):.+$`}
 	}
 	switch t.Kind() {
 	case reflect.Pointer:

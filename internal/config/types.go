@@ -173,7 +173,7 @@ type OIDCProvider struct {
 	Issuer string `yaml:"issuer"`
 	// ClientID registered with the provider. Required.
 	ClientID string `yaml:"client_id"`
-	// ClientSecret reference (env:NAME or file:/path). Required.
+	// ClientSecret reference (env:NAME, file:/path or gcp-secret:projects/P/secrets/NAME/versions/V). Required.
 	ClientSecret secret.Ref `yaml:"client_secret"`
 	// Scopes requested. Default: openid email profile (add offline_access
 	// for refresh tokens).
@@ -518,7 +518,7 @@ type WAFExclude struct {
 
 // Redis shares rate limits and bans between replicas.
 type Redis struct {
-	// URL reference (env:NAME or file:/path) holding redis://… or
+	// URL reference (env:NAME, file:/path or gcp-secret:…) holding redis://… or
 	// rediss://… (it may contain a password). Required.
 	URL secret.Ref `yaml:"url"`
 	// Prefix of sekisho's keys. Default "sekisho:rl:".

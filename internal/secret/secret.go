@@ -6,6 +6,9 @@
 //
 //	env:NAME        the value of environment variable NAME (must be set and non-empty)
 //	file:/path      the contents of the file, with one trailing newline removed
+//	gcp-secret:projects/P/secrets/NAME/versions/V
+//	                a version (a number or latest) of a Google Secret Manager
+//	                secret, read with Application Default Credentials (see GCP)
 //
 // A Ref prints as its reference, never as its value, so it is safe in logs,
 // errors and `sekisho check` output.
@@ -31,13 +34,16 @@ type Resolver struct {
 	LookupEnv Env
 	// ReadFile reads a file; nil means os.ReadFile.
 	ReadFile func(path string) ([]byte, error)
+	// GCP reads gcp-secret: references; nil means one shared reader with
+	// Application Default Credentials.
+	GCP *GCP
 }
 
 // Check reports whether the reference is well-formed, without reading it.
 func (r Ref) Check() error {
 	scheme, rest, ok := strings.Cut(string(r), ":")
 	if !ok {
-		return fmt.Errorf("secret reference %q has no scheme: write env:NAME or file:/path (secrets are never written into the config itself)", r.redacted())
+		return fmt.Errorf("secret reference %q has no scheme: write env:NAME, file:/path or gcp-secret:projects/P/secrets/NAME/versions/latest (secrets are never written into the config itself)", r.redacted())
 	}
 	switch scheme {
 	case "env":
@@ -48,8 +54,12 @@ func (r Ref) Check() error {
 		if rest == "" {
 			return fmt.Errorf("secret reference %q: file: needs a path", r.redacted())
 		}
+	case "gcp-secret":
+		if !gcpSecretName.MatchString(rest) {
+			return fmt.Errorf("secret reference %q: gcp-secret: needs a secret version's name, projects/PROJECT/secrets/NAME/versions/latest (or a version number)", r.redacted())
+		}
 	default:
-		return fmt.Errorf("secret reference %q: unknown scheme %q (want env or file)", r.redacted(), scheme)
+		return fmt.Errorf("secret reference %q: unknown scheme %q (want env, file or gcp-secret)", r.redacted(), scheme)
 	}
 	return nil
 }
@@ -71,6 +81,8 @@ func (res Resolver) Resolve(r Ref) ([]byte, error) {
 			return nil, fmt.Errorf("secret %s: environment variable %s is not set", r, rest)
 		}
 		return []byte(v), nil
+	case "gcp-secret":
+		return res.gcp().resolve(r, rest)
 	default: // file
 		read := res.ReadFile
 		if read == nil {

@@ -39,6 +39,7 @@ func (s *Server) ReloadWith(load func() (*config.Config, error)) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	cur := s.gen.Load()
+	s.opts.Secrets.Forget() // a reload reads Secret Manager versions anew ("latest" may have moved)
 	cfg, err := load()
 	if err == nil {
 		err = s.reload(cur, cfg)
