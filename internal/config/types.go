@@ -358,6 +358,22 @@ type Pool struct {
 	MaxFails int `yaml:"max_fails"`
 	// EjectFor is how long a passively ejected server rests. Default "30s".
 	EjectFor Duration `yaml:"eject_for"`
+	// GoogleIDToken, when set, sends every request and health check to
+	// the servers with a Google-signed ID token of sekisho's service
+	// account in X-Serverless-Authorization (fetched from the metadata
+	// server, cached until shortly before it expires), for Cloud Run
+	// services with internal ingress that grant roles/run.invoker to that
+	// account alone. The app's own Authorization header is left alone.
+	// Nil: none.
+	GoogleIDToken *GoogleIDToken `yaml:"google_id_token"`
+}
+
+// GoogleIDToken configures ID tokens for Cloud Run upstreams.
+type GoogleIDToken struct {
+	// Audience the tokens are for. Empty (the default): each server's
+	// own URL, scheme and host (https://flowise-abc-an.a.run.app), which
+	// is what Cloud Run expects.
+	Audience string `yaml:"audience"`
 }
 
 // HealthCheck is an active HTTP health check with load-balancer semantics.

@@ -215,6 +215,19 @@ func (c *Config) validatePools(p *problems) map[string]bool {
 		if pl.MaxFails < 1 {
 			p.add(at("max_fails"), "%s: max_fails must be at least 1", label)
 		}
+		if g := pl.GoogleIDToken; g != nil {
+			switch {
+			case pl.Builtin != "":
+				p.add(at("google_id_token"), "%s: google_id_token is for Cloud Run servers under urls, not a builtin", label)
+			case strings.ContainsAny(g.Audience, " \t\n"):
+				p.add(at("google_id_token", "audience"), "%s: google_id_token.audience %q must not contain spaces", label, g.Audience)
+			}
+			for j, raw := range pl.URLs {
+				if u, err := url.Parse(raw); err == nil && u.Scheme != "https" && !isLoopback(u.Hostname()) {
+					p.add(at("urls", j), "%s: upstream %q gets an ID token (google_id_token): use https, or the token crosses the network in the clear", label, raw)
+				}
+			}
+		}
 		if hc := pl.HealthCheck; hc != nil {
 			if !strings.HasPrefix(hc.Path, "/") {
 				p.add(at("health_check"), "%s: health_check.path %q must start with /", label, hc.Path)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/gcpauth"
 	"github.com/sekisho/sekisho/internal/route"
 	"github.com/sekisho/sekisho/internal/rules"
 	"github.com/sekisho/sekisho/internal/session"
@@ -162,6 +164,16 @@ func (s *Server) newPool(pc config.Pool) (*poolEntry, error) {
 	if hc := pc.HealthCheck; hc != nil {
 		po.HealthCheck = &upstream.HealthCheck{Path: hc.Path, Interval: hc.Interval.D(), Timeout: hc.Timeout.D(),
 			HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold}
+	}
+	if g := pc.GoogleIDToken; g != nil {
+		po.TargetHeader = func(ctx context.Context, target *url.URL) (string, string, error) {
+			aud := g.Audience
+			if aud == "" {
+				aud = target.Scheme + "://" + target.Host // what Cloud Run expects
+			}
+			tok, err := s.idTokens.Token(ctx, aud)
+			return gcpauth.Header, "Bearer " + tok, err
+		}
 	}
 	if e.pool, err = upstream.NewPool(po); err != nil {
 		if builtin != nil {

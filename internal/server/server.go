@@ -31,6 +31,7 @@ import (
 	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/local"
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/gcpauth"
 	"github.com/sekisho/sekisho/internal/metrics"
 	"github.com/sekisho/sekisho/internal/ratelimit"
 	"github.com/sekisho/sekisho/internal/rules"
@@ -100,6 +101,9 @@ type Server struct {
 	tlsConfig  *tlsSetup
 	closers    []func() error
 
+	// idTokens are the Google ID tokens of pools with google_id_token,
+	// cached across reloads.
+	idTokens *gcpauth.IDTokens
 	// gen is the generation in force; handler serves it.
 	gen     atomic.Pointer[generation]
 	handler http.Handler
@@ -136,7 +140,7 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, streams: &liveStreams{}}
+	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, streams: &liveStreams{}, idTokens: &gcpauth.IDTokens{Now: opts.Now}}
 	s.handler = s
 	defer func() {
 		if err != nil {

@@ -132,6 +132,13 @@ func (p *Pool) probe(ctx context.Context, t *target) error {
 	}
 	req.Host = p.hc.Host
 	req.Header.Set("User-Agent", "sekisho-health-check")
+	if p.header != nil {
+		name, value, err := p.header(ctx, t.url)
+		if err != nil {
+			return err
+		}
+		req.Header.Set(name, value)
+	}
 	res, err := p.transport.RoundTrip(req)
 	if err != nil {
 		return err

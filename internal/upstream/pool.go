@@ -13,6 +13,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -106,6 +107,13 @@ type PoolOptions struct {
 	Now func() time.Time
 	// Logger receives health transitions and ejections. nil discards.
 	Logger *slog.Logger
+	// TargetHeader, when set, gives a header to send to a target with
+	// every request and health check (a Google-signed ID token for a
+	// Cloud Run service: X-Serverless-Authorization). It is called per
+	// attempt with the target's base URL and must be fast (cached). An
+	// error fails the request with 502 without counting against the
+	// target.
+	TargetHeader func(ctx context.Context, target *url.URL) (name, value string, err error)
 }
 
 // NewTransport returns the transport a pool uses when PoolOptions.Transport
@@ -163,6 +171,7 @@ type Pool struct {
 	retries   int
 	now       func() time.Time
 	log       *slog.Logger
+	header    func(context.Context, *url.URL) (string, string, error)
 
 	next    atomic.Uint64
 	started atomic.Bool
@@ -203,6 +212,7 @@ func NewPool(opts PoolOptions) (*Pool, error) {
 		now:       opts.Now,
 		log:       opts.Logger,
 		ejectFor:  opts.EjectFor,
+		header:    opts.TargetHeader,
 	}
 	seen := make(map[string]bool, len(opts.Targets))
 	for i, u := range opts.Targets {

@@ -62,6 +62,17 @@ func (p *Pool) roundTrip(req *http.Request, owned bool) (*http.Response, error) 
 				return nil, err
 			}
 		}
+		if p.header != nil {
+			name, value, err := p.header(req.Context(), t.url)
+			if err != nil {
+				closeRequestBody(out)
+				return nil, fmt.Errorf("upstream pool %q: %w", p.name, err) // the gateway's failure, not the target's
+			}
+			if out != req {
+				out.Header = out.Header.Clone() // req is the caller's
+			}
+			out.Header.Set(name, value)
+		}
 		var body *clientBody
 		out.Body, body = watchBody(out.Body)
 		t.inflight.Add(1)
