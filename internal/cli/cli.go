@@ -55,6 +55,7 @@ func commands() []command {
 		{"apikey", "manage API keys for machines: create, list, revoke", runAPIKey, apikeyCommands},
 		{"store", "manage the state database: migrate [--dry-run], copy --from sqlite:DIR --to postgres:URL", runStore, storeCommands},
 		{"policy", "test routes, rules and policies against a table of requests: policy test CASES.yaml", runPolicy, []string{"test"}},
+		{"healthcheck", "exit 0 when a gateway's /.sekisho/healthz answers 200 (a container HEALTHCHECK)", runHealthcheck, nil},
 		{"version", "print the version, the commit it was built from and the Go version", runVersion, nil},
 		{"completion", "print a shell completion script (bash or zsh)", runCompletion, nil},
 	}
