@@ -193,6 +193,16 @@ resource "google_cloud_run_v2_service" "sekisho" {
         name       = "data"
         mount_path = "/var/lib/sekisho"
       }
+      volume_mounts {
+        name       = "cloudsql"
+        mount_path = "/cloudsql"
+      }
+    }
+    volumes {
+      name = "cloudsql"
+      cloud_sql_instance {
+        instances = [google_sql_database_instance.main.connection_name]
+      }
     }
     volumes {
       name = "config"
