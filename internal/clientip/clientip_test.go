@@ -327,3 +327,27 @@ func BenchmarkClientIP(b *testing.B) {
 		})
 	}
 }
+
+// Behind Google's external Application Load Balancer, the connection comes
+// from its front ends (35.191.0.0/16, 130.211.0.0/22) and X-Forwarded-For
+// reads "<what the client sent>, <client>, <load balancer's address>". With
+// both trusted, the client is the address the load balancer saw; the
+// attack: a client writing its own X-Forwarded-For to pass an IP allow list.
+func TestBehindGoogleLoadBalancer(t *testing.T) {
+	r, err := New([]string{"35.191.0.0/16", "130.211.0.0/22", "34.117.8.9"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest("GET", "http://dify.example.com/", nil)
+	req.RemoteAddr = "35.191.12.34:51234"
+	req.Header.Set("X-Forwarded-For", "10.0.0.1, 198.51.100.7, 34.117.8.9") // 10.0.0.1: spoofed by the client
+	got, err := r.ClientIP(req)
+	if err != nil || got != netip.MustParseAddr("198.51.100.7") {
+		t.Fatalf("ClientIP = %v, %v; want 198.51.100.7, the address the load balancer saw", got, err)
+	}
+	// The load balancer's address not trusted: it is taken for the client.
+	r2, _ := New([]string{"35.191.0.0/16", "130.211.0.0/22"})
+	if got, _ := r2.ClientIP(req); got != netip.MustParseAddr("34.117.8.9") {
+		t.Fatalf("without the LB's address trusted: %v, want 34.117.8.9", got)
+	}
+}
