@@ -64,6 +64,13 @@ resource "google_project_iam_member" "sekisho_metrics" {
   member  = "serviceAccount:${google_service_account.sekisho.email}"
 }
 
+# The VM pulls sekisho's image from Artifact Registry.
+resource "google_project_iam_member" "sekisho_pull" {
+  project = var.project
+  role    = "roles/artifactregistry.reader"
+  member  = "serviceAccount:${google_service_account.sekisho.email}"
+}
+
 resource "google_project_iam_member" "app_logs" {
   project = var.project
   role    = "roles/logging.logWriter"
