@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sekisho/sekisho/internal/authn/authntest"
 	"github.com/sekisho/sekisho/internal/testclock"
 )
 
@@ -61,7 +62,7 @@ func FuzzAuthenticateHeader(f *testing.F) {
 			h = HeaderAuthorization
 		}
 		r, info := request("GET", "app", "/", h, val)
-		id, err := v.Authenticate(nil, r)
+		id, err := authntest.Authenticate(v, nil, r)
 		exact := strings.EqualFold(val[:min(len(val), 7)], "bearer ") && strings.TrimLeft(val[min(len(val), 7):], " ") == key
 		if id.Authenticated() != exact {
 			t.Fatalf("value %q: authenticated %v, want %v (err %v)", val, id.Authenticated(), exact, err)

@@ -12,9 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/store"
 )
 
@@ -159,17 +159,16 @@ func New(o Options) (*Verifier, error) {
 // Authenticate implements the pipeline's Authenticator. It reads
 // "Proxy-Authorization: Bearer sekisho_..." always, and
 // "Authorization: Bearer sekisho_..." only on the routes in
-// Options.AuthorizationRoutes (the route comes from reqinfo, set by the
-// pipeline before authentication). Any other Authorization value, and a key
+// Options.AuthorizationRoutes (the route is the pipeline's, in in). Any other Authorization value, and a key
 // in Authorization on another route, is the app's business: the result is
 // the anonymous identity and no error, and the header is left alone.
 //
-// When a key is found, reqinfo's CredentialHeader names its header (even if
+// When a key is found, the result's CredentialHeader names its header (even if
 // the key is refused) so the pipeline removes it before forwarding. An
 // error means a key was present and refused; it names the key's id and
 // name and the rule that refused it, never the secret.
-func (v *Verifier) Authenticate(_ http.ResponseWriter, r *http.Request) (identity.Identity, error) {
-	return v.authenticate(r, v.authzRts)
+func (v *Verifier) Authenticate(_ http.ResponseWriter, r *http.Request, in authn.Request) (authn.Result, error) {
+	return v.authenticate(r, in, v.authzRts)
 }
 
 // Routes is a Verifier with its own list of the routes that take a key in
@@ -193,19 +192,18 @@ func (v *Verifier) ForRoutes(authorizationRoutes []string) *Routes {
 }
 
 // Authenticate is Verifier.Authenticate with this view's routes.
-func (rv *Routes) Authenticate(_ http.ResponseWriter, r *http.Request) (identity.Identity, error) {
-	return rv.v.authenticate(r, rv.authz)
+func (rv *Routes) Authenticate(_ http.ResponseWriter, r *http.Request, in authn.Request) (authn.Result, error) {
+	return rv.v.authenticate(r, in, rv.authz)
 }
 
-func (v *Verifier) authenticate(r *http.Request, authzRts map[string]bool) (identity.Identity, error) {
-	info := reqinfo.From(r.Context())
+func (v *Verifier) authenticate(r *http.Request, in authn.Request, authzRts map[string]bool) (authn.Result, error) {
 	tok, header, n := "", "", 0
 	for _, val := range r.Header[HeaderProxyAuthorization] {
 		if t, ok := bearerKey(val); ok {
 			tok, header, n = t, HeaderProxyAuthorization, n+1
 		}
 	}
-	if authzRts[info.Route] {
+	if authzRts[in.Route] {
 		for _, val := range r.Header[HeaderAuthorization] {
 			if t, ok := bearerKey(val); ok {
 				tok, header, n = t, HeaderAuthorization, n+1
@@ -213,27 +211,27 @@ func (v *Verifier) authenticate(r *http.Request, authzRts map[string]bool) (iden
 		}
 	}
 	if n == 0 {
-		return identity.Identity{}, nil
+		return authn.Result{}, nil
 	}
-	info.CredentialHeader = header
+	refused := authn.Result{CredentialHeader: header} // removed upstream even when refused
 	if n > 1 {
-		return identity.Identity{}, fmt.Errorf("apikey: %w", ErrAmbiguous)
+		return refused, fmt.Errorf("apikey: %w", ErrAmbiguous)
 	}
 	t, err := ParseToken(tok)
 	if err != nil {
-		return identity.Identity{}, fmt.Errorf("apikey: %s: %w", header, err)
+		return refused, fmt.Errorf("apikey: %s: %w", header, err)
 	}
 	e, err := v.lookup(r.Context(), t.ID)
 	if err != nil {
-		return identity.Identity{}, err
+		return refused, err
 	}
 	h := t.Hash()
 	if subtle.ConstantTimeCompare(h[:], e.hash[:]) != 1 {
-		return identity.Identity{}, fmt.Errorf("apikey: key %s (%q): %w", e.rec.ID, e.rec.Name, ErrWrongSecret)
+		return refused, fmt.Errorf("apikey: key %s (%q): %w", e.rec.ID, e.rec.Name, ErrWrongSecret)
 	}
 	now := v.o.Now()
 	if err := v.check(e, now); err != nil {
-		return identity.Identity{}, err
+		return refused, err
 	}
 	sec := now.Unix()
 	for {
@@ -242,7 +240,8 @@ func (v *Verifier) authenticate(r *http.Request, authzRts map[string]bool) (iden
 			break
 		}
 	}
-	return identity.Identity{Kind: identity.APIKey, User: e.user, Provider: "apikey", SessionID: e.rec.ID, AuthTime: now, Scope: e.scope}, nil
+	return authn.Result{CredentialHeader: header,
+		Identity: identity.Identity{Kind: identity.APIKey, User: e.user, Provider: "apikey", SessionID: e.rec.ID, AuthTime: now, Scope: e.scope}}, nil
 }
 
 // StillValid reports, from the cache alone (no store read), whether the

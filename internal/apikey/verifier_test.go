@@ -14,8 +14,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/authn/authntest"
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/store"
 	"github.com/sekisho/sekisho/internal/testclock"
 )
@@ -93,15 +94,15 @@ func newVerifier(t testing.TB, st Source, clk *clock, o Options) *Verifier {
 	return v
 }
 
-// request builds a request as the pipeline hands it to Authenticate: the
-// route and normalised path are already in reqinfo.
-func request(method, route, path string, headers ...string) (*http.Request, *reqinfo.Info) {
+// request builds a request as the pipeline hands it to Authenticate, on
+// route.
+func request(method, route, path string, headers ...string) (*http.Request, *authntest.Call) {
 	r := httptest.NewRequest(method, "http://gw.example"+path, nil)
 	for i := 0; i+1 < len(headers); i += 2 {
 		r.Header.Add(headers[i], headers[i+1])
 	}
-	info := &reqinfo.Info{Route: route, Path: path}
-	return r.WithContext(reqinfo.With(r.Context(), info)), info
+	c := &authntest.Call{Request: authn.Request{Route: route}}
+	return authntest.With(r, c), c
 }
 
 // flipBit returns key with one bit of its secret flipped, re-encoded so it
@@ -187,7 +188,7 @@ func TestAuthenticate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r, info := request(tc.method, tc.route, tc.path, tc.headers...)
 			before := r.Header.Clone()
-			got, err := v.Authenticate(httptest.NewRecorder(), r)
+			got, err := authntest.Authenticate(v, httptest.NewRecorder(), r)
 			if tc.wantErr == nil && err != nil || tc.wantErr != nil && !errors.Is(err, tc.wantErr) {
 				t.Fatalf("Authenticate error = %v, want %v", err, tc.wantErr)
 			}
@@ -228,7 +229,7 @@ func TestAttacksOnTheCache(t *testing.T) {
 			}
 			tok := fixedKey(rec.ID, byte(i))
 			r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+tok.String())
-			if id, err := v.Authenticate(nil, r); !errors.Is(err, ErrUnknown) || id.Authenticated() {
+			if id, err := authntest.Authenticate(v, nil, r); !errors.Is(err, ErrUnknown) || id.Authenticated() {
 				t.Fatalf("spray request %d: %v, %v; want ErrUnknown", i, id, err)
 			}
 			if i%200 == 199 {
@@ -244,7 +245,7 @@ func TestAttacksOnTheCache(t *testing.T) {
 		before := st.gets.Load()
 		for range 100 {
 			r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+same)
-			v.Authenticate(nil, r)
+			authntest.Authenticate(v, nil, r)
 		}
 		if n := st.gets.Load() - before; n != 1 {
 			t.Fatalf("one unknown id sent 100 times cost %d look-ups, want 1 (negative cache)", n)
@@ -259,7 +260,7 @@ func TestAttacksOnTheCache(t *testing.T) {
 		v := newVerifier(t, replica, clk, Options{})
 		auth := func() error {
 			r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+key)
-			_, err := v.Authenticate(nil, r)
+			_, err := authntest.Authenticate(v, nil, r)
 			return err
 		}
 		if err := auth(); err != nil {
@@ -298,7 +299,7 @@ func TestAttacksOnTheCache(t *testing.T) {
 			t.Fatalf("Sync with the store down = %v, want the store's error", err)
 		}
 		r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+key)
-		if _, err := v.Authenticate(nil, r); !errors.Is(err, ErrRevoked) {
+		if _, err := authntest.Authenticate(v, nil, r); !errors.Is(err, ErrRevoked) {
 			t.Fatalf("after a failed poll: %v, want ErrRevoked", err)
 		}
 	})
@@ -314,7 +315,7 @@ func TestKeyCreatedAfterStartIsFound(t *testing.T) {
 	// negative entry at once, not after NegativeTTL.
 	tok := fixedKey("newkeynewkey", 3)
 	r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+tok.String())
-	if _, err := v.Authenticate(nil, r); !errors.Is(err, ErrUnknown) {
+	if _, err := authntest.Authenticate(v, nil, r); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("before create: %v, want ErrUnknown", err)
 	}
 	h := tok.Hash()
@@ -324,7 +325,7 @@ func TestKeyCreatedAfterStartIsFound(t *testing.T) {
 	if err := v.Sync(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if id, err := v.Authenticate(nil, r); err != nil || id.User != "apikey:late" {
+	if id, err := authntest.Authenticate(v, nil, r); err != nil || id.User != "apikey:late" {
 		t.Fatalf("after create and poll: %v, %v", id, err)
 	}
 
@@ -333,7 +334,7 @@ func TestKeyCreatedAfterStartIsFound(t *testing.T) {
 	before := replica.gets.Load()
 	for i := range 3 {
 		r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+key)
-		if id, err := v.Authenticate(nil, r); err != nil || id.User != "apikey:fresh" {
+		if id, err := authntest.Authenticate(v, nil, r); err != nil || id.User != "apikey:fresh" {
 			t.Fatalf("request %d with a key created since the poll: %v, %v", i, id, err)
 		}
 	}
@@ -352,7 +353,7 @@ func TestFlushRecordsLastUseInBatches(t *testing.T) {
 	for range 50 {
 		clk.Advance(time.Second)
 		r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+key)
-		if _, err := v.Authenticate(nil, r); err != nil {
+		if _, err := authntest.Authenticate(v, nil, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -371,7 +372,7 @@ func TestFlushRecordsLastUseInBatches(t *testing.T) {
 	// A poll that re-reads the key must not lose its pending use.
 	clk.Advance(time.Minute)
 	r, _ := request("GET", "app", "/", HeaderProxyAuthorization, "Bearer "+key)
-	v.Authenticate(nil, r)
+	authntest.Authenticate(v, nil, r)
 	st.RevokeAPIKey(ctx, "idle")
 	if err := v.Sync(ctx); err != nil {
 		t.Fatal(err)
@@ -414,7 +415,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := v.Authenticate(nil, r); err != nil {
+			if _, err := authntest.Authenticate(v, nil, r); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -435,7 +436,7 @@ func TestForRoutesReadsAuthorizationOnlyOnItsRoutes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		a    interface {
-			Authenticate(http.ResponseWriter, *http.Request) (identity.Identity, error)
+			Authenticate(http.ResponseWriter, *http.Request, authn.Request) (authn.Result, error)
 		}
 		route    string
 		wantUser string
@@ -446,7 +447,7 @@ func TestForRoutesReadsAuthorizationOnlyOnItsRoutes(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, info := request("GET", tc.route, "/", HeaderAuthorization, "Bearer "+key)
-			id, err := tc.a.Authenticate(httptest.NewRecorder(), r)
+			id, err := authntest.Authenticate(tc.a, httptest.NewRecorder(), r)
 			if err != nil || id.User != tc.wantUser {
 				t.Fatalf("Authenticate = %q, %v; want %q", id.User, err, tc.wantUser)
 			}

@@ -26,13 +26,13 @@ type Sessions struct {
 
 // Authenticate returns the session's identity, the anonymous identity when
 // there is no cookie, or an error saying why a cookie was refused.
-func (s *Sessions) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+func (s *Sessions) Authenticate(w http.ResponseWriter, r *http.Request, _ Request) (Result, error) {
 	sess, err := s.Codec.Read(r)
 	if errors.Is(err, session.ErrNoSession) {
-		return identity.Identity{}, nil
+		return Result{}, nil
 	}
 	if err != nil {
-		return identity.Identity{}, err
+		return Result{}, err
 	}
 	if s.Codec.NeedsRefresh(sess) {
 		if fresh, err := s.Codec.Refresh(w, sess); err == nil {
@@ -42,14 +42,35 @@ func (s *Sessions) Authenticate(w http.ResponseWriter, r *http.Request) (identit
 			s.Refresh(sess)
 		}
 	}
-	return sess.Identity(), nil
+	return Result{Identity: sess.Identity()}, nil
+}
+
+// Request is what an authenticator is told of a request besides the HTTP
+// request itself: what the pipeline decided before authenticating.
+type Request struct {
+	// Route is the name of the route the request was matched to; the
+	// routes decide where a credential may be read (auth.authorization_header)
+	// and which bearer issuers count.
+	Route string
+}
+
+// Result is what an authenticator found.
+type Result struct {
+	// Identity is who made the request; the zero value: anonymous.
+	Identity identity.Identity
+	// CredentialHeader names the request header that carried one of
+	// sekisho's own credentials (an API key, a bearer token, an IAP
+	// assertion), which the pipeline removes before forwarding; set also
+	// when the credential was refused. "": none.
+	CredentialHeader string
 }
 
 // Authenticator finds who made a request: the anonymous identity and no
 // error when the request carries none of its credentials, an error when it
-// carries one that is refused.
+// carries one that is refused. It may write headers (a refreshed session
+// cookie).
 type Authenticator interface {
-	Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error)
+	Authenticate(w http.ResponseWriter, r *http.Request, in Request) (Result, error)
 }
 
 // Chain tries each authenticator in order. The first refused credential
@@ -60,15 +81,15 @@ type Authenticator interface {
 type Chain []Authenticator
 
 // Authenticate implements Authenticator.
-func (c Chain) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+func (c Chain) Authenticate(w http.ResponseWriter, r *http.Request, in Request) (Result, error) {
 	for _, a := range c {
-		id, err := a.Authenticate(w, r)
+		res, err := a.Authenticate(w, r, in)
 		if err != nil {
-			return identity.Identity{}, err
+			return Result{CredentialHeader: res.CredentialHeader}, err
 		}
-		if id.Authenticated() {
-			return id, nil
+		if res.Identity.Authenticated() {
+			return res, nil
 		}
 	}
-	return identity.Identity{}, nil
+	return Result{}, nil
 }

@@ -23,10 +23,6 @@ type Info struct {
 	Path string
 	// User, Kind and Provider name the identity, once known.
 	User, Kind, Provider string
-	// CredentialHeader names the request header that carried sekisho's own
-	// credential (an API key or bearer token in Authorization), which the
-	// pipeline removes before forwarding. "" when none did.
-	CredentialHeader string
 	// Rule names the security rule that decided ("100 office only"), ""
 	// when none did; RuleAction is what it did (deny, throttle, ...), and
 	// Preview is set when a preview rule matched (it logged, not acted).

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/audit"
+	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/pathnorm"
@@ -52,13 +53,13 @@ type Route struct {
 	AllowedHosts []string
 }
 
-// Authenticator finds who made a request. It returns the anonymous identity
-// (and no error) when the request carries no credential; an error means a
-// credential was present but refused, which the pipeline logs and then
-// treats as anonymous. It may write headers (a refreshed session cookie).
-type Authenticator interface {
-	Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error)
-}
+// Authenticator finds who made a request (authn.Authenticator): told the
+// route, it returns the identity and the header that carried sekisho's
+// credential; the anonymous identity (and no error) when the request
+// carries no credential; an error means a credential was present but
+// refused, which the pipeline logs and then treats as anonymous. It may
+// write headers (a refreshed session cookie).
+type Authenticator = authn.Authenticator
 
 // Signer mints the assertion JWT for a route's audience.
 type Signer interface {
@@ -164,6 +165,8 @@ type forward struct {
 	host    string
 	// addHeaders come from the allow rule that matched.
 	addHeaders http.Header
+	// credentialHeader carried sekisho's own credential: removed upstream.
+	credentialHeader string
 }
 
 type forwardKey struct{}
@@ -279,7 +282,8 @@ func (p *Pipeline) admit(x *exchange) bool {
 		}
 		edgeMatched, addHeaders = res.Action != rules.ActionNone, res.AddHeaders
 	}
-	id, err := p.Authn.Authenticate(rec, r)
+	res, err := p.Authn.Authenticate(rec, r, authn.Request{Route: rt.Name})
+	id := res.Identity
 	req := authz.Request{Method: r.Method, Path: clean, Now: p.now()}
 	d := rt.Policy.DecideRequest(id, req)
 	if d.Refused != nil {
@@ -342,7 +346,7 @@ func (p *Pipeline) admit(x *exchange) bool {
 	}
 	info.Decision = "allow"
 	x.route = rt
-	x.fw = forward{addHeaders: addHeaders, id: id, clean: clean, escaped: escaped,
+	x.fw = forward{addHeaders: addHeaders, id: id, clean: clean, escaped: escaped, credentialHeader: res.CredentialHeader,
 		proto: p.Clients.Proto(r), host: p.Clients.Host(r)}
 	x.allowed = true
 	rec.generated = false
@@ -362,7 +366,7 @@ func (p *Pipeline) Rewrite(pr *httputil.ProxyRequest) {
 		return // not from the pipeline (cannot happen in the server); nothing is vouched for
 	}
 	fw := &x.fw
-	if h := x.info.CredentialHeader; h != "" {
+	if h := x.fw.credentialHeader; h != "" {
 		out.Header.Del(h)
 	}
 	out.URL.Path = fw.clean

@@ -13,7 +13,6 @@ import (
 	"github.com/sekisho/sekisho/internal/authn/oidc"
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
-	"github.com/sekisho/sekisho/internal/identity"
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/web"
 )
@@ -98,12 +97,12 @@ func bearerOptions(cfg *config.Config, authzRoutes map[string]bool, now func() t
 // subject is "admin" can never pass for the local account "admin".
 type qualified struct{ authn.Authenticator }
 
-func (q qualified) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
-	id, err := q.Authenticator.Authenticate(w, r)
-	if err == nil && id.Authenticated() {
-		id.User = id.Provider + ":" + id.User
+func (q qualified) Authenticate(w http.ResponseWriter, r *http.Request, in authn.Request) (authn.Result, error) {
+	res, err := q.Authenticator.Authenticate(w, r, in)
+	if err == nil && res.Identity.Authenticated() {
+		res.Identity.User = res.Identity.Provider + ":" + res.Identity.User
 	}
-	return id, err
+	return res, err
 }
 
 // providerLinks lists the sign-in buttons for the sign-in page.

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
@@ -86,12 +87,12 @@ type caseIdentity struct{}
 type caseIdentityKey struct{}
 
 // An API key without routes is issued for the route the request reaches.
-func (caseIdentity) Authenticate(w http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+func (caseIdentity) Authenticate(w http.ResponseWriter, r *http.Request, in authn.Request) (authn.Result, error) {
 	id, _ := r.Context().Value(caseIdentityKey{}).(identity.Identity)
 	if sc := id.Scope; sc != nil && len(sc.Routes) == 0 {
 		scoped := *sc
-		scoped.Routes = []string{reqinfo.From(r.Context()).Route}
+		scoped.Routes = []string{in.Route}
 		id.Scope = &scoped
 	}
-	return id, nil
+	return authn.Result{Identity: id}, nil
 }

@@ -22,9 +22,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck"
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/reqinfo"
 )
 
 // Header names the Authenticator reads.
@@ -111,21 +111,19 @@ func New(opts Options) (*Authenticator, error) {
 // Authenticate implements the pipeline's Authenticator. A request with no
 // bearer credential, or whose bearer is not a JWT (it may be an API key for
 // another authenticator), is anonymous without error. A JWT that is
-// refused is an error naming why. On success the header that carried the
-// token is recorded in reqinfo, so the pipeline removes it upstream.
-func (a *Authenticator) Authenticate(_ http.ResponseWriter, r *http.Request) (identity.Identity, error) {
-	info := reqinfo.From(r.Context())
-	route := info.Route
-	token, header, err := a.credential(r, route)
+// refused is an error naming why. The header that carried the token is
+// the result's CredentialHeader, so the pipeline removes it upstream.
+func (a *Authenticator) Authenticate(_ http.ResponseWriter, r *http.Request, in authn.Request) (authn.Result, error) {
+	token, header, err := a.credential(r, in.Route)
 	if err != nil || token == "" {
-		return identity.Identity{}, err
+		return authn.Result{}, err
 	}
-	id, err := a.verify(r.Context(), route, token)
+	id, err := a.verify(r.Context(), in.Route, token)
 	if err != nil {
-		return identity.Identity{}, fmt.Errorf("bearer token in %s: %w", header, err)
+		// Not recorded: a refused JWT in Authorization may be the app's own.
+		return authn.Result{}, fmt.Errorf("bearer token in %s: %w", header, err)
 	}
-	info.CredentialHeader = header
-	return id, nil
+	return authn.Result{Identity: id, CredentialHeader: header}, nil
 }
 
 // credential finds the JWT to check: Proxy-Authorization first, then

@@ -11,6 +11,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sekisho/sekisho/internal/authn/authntest"
 	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck"
 	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck/jwttest"
 	"github.com/sekisho/sekisho/internal/identity"
@@ -73,7 +74,7 @@ func TestAuthenticateTokens(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, info := request("app", "Proxy-Authorization", "Bearer "+tc.token)
-			got, err := e.auth.Authenticate(nil, r)
+			got, err := authntest.Authenticate(e.auth, nil, r)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -125,7 +126,7 @@ func TestAuthenticateHeaders(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, info := request(tc.route, tc.headers...)
-			got, err := e.auth.Authenticate(nil, r)
+			got, err := authntest.Authenticate(e.auth, nil, r)
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("err = %v, want error: %v", err, tc.wantErr)
 			}

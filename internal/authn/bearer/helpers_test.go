@@ -1,7 +1,6 @@
 package bearer
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"net/http"
@@ -12,8 +11,9 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/authn/authntest"
 	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck/jwttest"
-	"github.com/sekisho/sekisho/internal/reqinfo"
 )
 
 const testAudience = "sekisho-ci"
@@ -84,12 +84,11 @@ func (e *env) with(kv ...any) map[string]any {
 
 // request is a request on route carrying header: value, with the reqinfo
 // the pipeline sets before authentication.
-func request(route string, header ...string) (*http.Request, *reqinfo.Info) {
+func request(route string, header ...string) (*http.Request, *authntest.Call) {
 	r := httptest.NewRequest(http.MethodGet, "http://gw.example.test/x", nil)
-	info := &reqinfo.Info{ID: "req-1", Route: route}
-	r = r.WithContext(reqinfo.With(context.Background(), info))
+	c := &authntest.Call{Request: authn.Request{Route: route}}
 	for i := 0; i+1 < len(header); i += 2 {
 		r.Header.Add(header[i], header[i+1])
 	}
-	return r, info
+	return authntest.With(r, c), c
 }

@@ -25,9 +25,9 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck"
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/reqinfo"
 )
 
 const (
@@ -141,25 +141,24 @@ func digits(s string) bool {
 
 // Authenticate implements the pipeline's Authenticator. Without Trusted, or
 // without the header, the caller is anonymous; a refused assertion is an
-// error naming why. On success reqinfo's CredentialHeader names the header.
-func (a *Authenticator) Authenticate(_ http.ResponseWriter, r *http.Request) (identity.Identity, error) {
+// error naming why. The result's CredentialHeader names the header.
+func (a *Authenticator) Authenticate(_ http.ResponseWriter, r *http.Request, _ authn.Request) (authn.Result, error) {
 	if !a.trusted {
-		return identity.Identity{}, nil
+		return authn.Result{}, nil
 	}
 	vals := r.Header.Values(Header)
 	switch len(vals) {
 	case 0:
-		return identity.Identity{}, nil
+		return authn.Result{}, nil
 	case 1:
 	default:
-		return identity.Identity{}, fmt.Errorf("iap: %s is sent %d times", Header, len(vals))
+		return authn.Result{}, fmt.Errorf("iap: %s is sent %d times", Header, len(vals))
 	}
 	id, err := a.Verify(r.Context(), strings.TrimSpace(vals[0]))
 	if err != nil {
-		return identity.Identity{}, fmt.Errorf("iap: %s: %w", Header, err)
+		return authn.Result{}, fmt.Errorf("iap: %s: %w", Header, err)
 	}
-	reqinfo.From(r.Context()).CredentialHeader = Header
-	return id, nil
+	return authn.Result{Identity: id, CredentialHeader: Header}, nil
 }
 
 // Verify checks one assertion and returns its identity.

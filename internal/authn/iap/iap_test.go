@@ -1,7 +1,6 @@
 package iap
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/rsa"
@@ -19,10 +18,11 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/authn/authntest"
 	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck"
 	"github.com/sekisho/sekisho/internal/authn/bearer/jwtcheck/jwttest"
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/reqinfo"
 )
 
 const testAudience = "/projects/123456789/global/backendServices/987654321"
@@ -65,14 +65,13 @@ func claims(kv ...any) map[string]any {
 	return jwttest.With(c, kv...)
 }
 
-func request(values ...string) (*http.Request, *reqinfo.Info) {
+func request(values ...string) (*http.Request, *authntest.Call) {
 	r := httptest.NewRequest(http.MethodGet, "http://gw.example.test/", nil)
-	info := &reqinfo.Info{ID: "req-1", Route: "app"}
-	r = r.WithContext(reqinfo.With(context.Background(), info))
+	c := &authntest.Call{Request: authn.Request{Route: "app"}}
 	for _, v := range values {
 		r.Header.Add("x-goog-iap-jwt-assertion", v)
 	}
-	return r, info
+	return authntest.With(r, c), c
 }
 
 func TestAuthenticate(t *testing.T) {
@@ -121,7 +120,7 @@ func TestAuthenticate(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, info := request(tc.token)
-			got, err := e.auth.Authenticate(nil, r)
+			got, err := authntest.Authenticate(e.auth, nil, r)
 			if tc.wantErr != nil {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tc.wantErr)
@@ -166,7 +165,7 @@ func TestAuthenticateHeader(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			r, _ := request(tc.values...)
-			id, err := tc.auth.Authenticate(nil, r)
+			id, err := authntest.Authenticate(tc.auth, nil, r)
 			if (err != nil) != tc.wantErr || id.User != tc.wantUser {
 				t.Fatalf("got %q, %v; want %q, error %v", id.User, err, tc.wantUser, tc.wantErr)
 			}
@@ -321,7 +320,7 @@ func BenchmarkAuthenticate(b *testing.B) {
 			r, _ := request(jwttest.SignWith(b, e.key, claims()))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := e.auth.Authenticate(nil, r); err != nil {
+				if _, err := authntest.Authenticate(e.auth, nil, r); err != nil {
 					b.Fatal(err)
 				}
 			}
