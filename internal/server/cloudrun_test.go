@@ -55,6 +55,7 @@ func TestCloudRunUpstreamGetsAnIDToken(t *testing.T) {
 	mdUp.Store(true)
 	fakeIdentityServer(t, &mdUp)
 	var checks atomic.Int64
+	var app atomic.Pointer[http.Request] // the last request for the app (health checks come too)
 	e := testenv.Start(t, `version: 1
 pools:
   - name: flowise
@@ -70,6 +71,7 @@ routes: [{name: flowise, host: "*", pool: flowise, policy: {public: true}}]
 			}
 			return
 		}
+		app.Store(r)
 		fmt.Fprint(w, "ok")
 	}
 	status, _, _ := e.Get(e.Client(), "/api/v1/prediction", "Authorization", "Bearer flowise-app-key",
@@ -77,7 +79,7 @@ routes: [{name: flowise, host: "*", pool: flowise, policy: {public: true}}]
 	if status != 200 {
 		t.Fatalf("status %d", status)
 	}
-	last := e.Upstream.Last()
+	last := app.Load()
 	want := e.Upstream.URL // scheme and host: the audience Cloud Run expects
 	if aud := tokenAudience(t, last.Header.Get("X-Serverless-Authorization")); aud != want {
 		t.Errorf("the app got X-Serverless-Authorization %q (audience %q), want an ID token for %s", last.Header.Get("X-Serverless-Authorization"), aud, want)
