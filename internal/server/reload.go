@@ -158,13 +158,6 @@ func (l *liveStreams) list() []*route.Stream {
 	return out
 }
 
-// Len is the number of open streams.
-func (l *liveStreams) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.open)
-}
-
 // recheckStreams decides every open stream again under g: a stream whose
 // route is gone (or whose host and path now pick another route) or whose
 // policy no longer admits its user is ended, with an audit line.
