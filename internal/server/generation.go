@@ -216,15 +216,18 @@ func (s *Server) authnChain(cfg *config.Config) (authn.Chain, error) {
 	return append(chain, s.sessionAuth), nil
 }
 
-// buildOIDC sets g.oidc: prior's handler when the oidc section and the
-// client secrets it names are unchanged, else a new one.
+// buildOIDC sets g.oidc: prior's handler when the oidc section, the client
+// secrets it names and the trusted proxies are unchanged, else a new one.
 func (s *Server) buildOIDC(g, prior *generation) error {
 	o, secrets, err := s.oidcOptions(g.cfg, g.clients)
 	if err != nil {
 		return err
 	}
 	g.oidcSecrets = secrets
-	if prior != nil && prior.oidc != nil && reflect.DeepEqual(prior.cfg.OIDC, g.cfg.OIDC) && slices.Equal(prior.oidcSecrets, secrets) {
+	// The handler reads requests' origin with the trusted proxies it was
+	// built with: those must be unchanged too.
+	if prior != nil && prior.oidc != nil && reflect.DeepEqual(prior.cfg.OIDC, g.cfg.OIDC) && slices.Equal(prior.oidcSecrets, secrets) &&
+		slices.Equal(prior.cfg.Listen.TrustedProxies, g.cfg.Listen.TrustedProxies) {
 		g.oidc = prior.oidc
 		return nil
 	}
