@@ -67,3 +67,17 @@ func TestStoreCopyAndMigrate(t *testing.T) {
 		t.Fatalf("migrate again: %+v", r)
 	}
 }
+
+// With the database down, a command that writes fails at once with an
+// error naming the database (never its password), and writes nothing.
+func TestWritesFailClearlyWithPostgresDown(t *testing.T) {
+	t.Setenv("SEKISHO_TEST_PG", "postgres://sekisho:hunter2@127.0.0.1:1/sekisho?sslmode=disable&connect_timeout=2")
+	_, cfg := writeConfig(t, strings.Replace(goodConfig, "data_dir: {{DATA}}\n", "data_dir: {{DATA}}\nstore: {driver: postgres, url: env:SEKISHO_TEST_PG}\n", 1))
+	r := runCLI(t, "pw-for-ana-123456\n", "user", "add", "ana", "--password-stdin", "--config", cfg)
+	if r.code != ExitError || !strings.Contains(r.stderr, "store (postgres, env:SEKISHO_TEST_PG)") || !strings.Contains(r.stderr, "127.0.0.1") {
+		t.Fatalf("user add with the database down: %+v", r)
+	}
+	if strings.Contains(r.stderr, "hunter2") {
+		t.Fatalf("the error shows the database password: %s", r.stderr)
+	}
+}
