@@ -98,6 +98,11 @@ func checkKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger,
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// Everything checked: build the generation serve would build (through
+	// the same build), so what only building finds is found here too.
+	if err := stage("build", func() error { return dryBuild(cfg, secrets, sets, inspector, mem) }); err != nil {
+		return nil, err
+	}
 	return &Checked{cfg: cfg, waf: inspector, sets: sets, limiter: mem}, nil
 }
 

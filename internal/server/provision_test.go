@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/ratelimit"
 	"github.com/sekisho/sekisho/internal/secret"
 )
 
@@ -224,5 +225,25 @@ func TestNewReusesWhatCheckCompiled(t *testing.T) {
 	}
 	if rt, ok := s2.gen.Load().pipeline.Router.Match("app.example.com", "/"); !ok || rt.Rules == nil || rt.Rules == checked.sets["app"] {
 		t.Error("New used the rule set checked for another config")
+	}
+}
+
+// check builds the generation through the same build as serve and reload:
+// what only building finds is reported by check. Here a pool target that
+// validation never saw (set after it) is refused by the pool's own
+// constructor, and the error says so.
+func TestCheckBuildsTheGenerationServeWould(t *testing.T) {
+	c := testConfig(t, "")
+	if _, err := CheckKeep(c, secret.Resolver{}, nil); err != nil {
+		t.Fatalf("a valid config: %v", err)
+	}
+	c.Pools[0].Builtin, c.Pools[0].URLs = "", []string{"ftp://files.example.com/"}
+	mem, _ := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	err := dryBuild(c, secret.Resolver{}, nil, nil, mem)
+	if err == nil || !strings.Contains(err.Error(), `upstream pool "app"`) {
+		t.Fatalf("dry build of a pool with an ftp target: %v, want the pool's error", err)
+	}
+	if entries, _ := os.ReadDir(c.DataDir); len(entries) != 0 {
+		t.Fatalf("the dry build wrote into the data dir: %v", entries)
 	}
 }

@@ -1,0 +1,74 @@
+package server
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/sekisho/sekisho/internal/apikey"
+	"github.com/sekisho/sekisho/internal/audit"
+	"github.com/sekisho/sekisho/internal/authn"
+	"github.com/sekisho/sekisho/internal/config"
+	"github.com/sekisho/sekisho/internal/gcpauth"
+	"github.com/sekisho/sekisho/internal/metrics"
+	"github.com/sekisho/sekisho/internal/ratelimit"
+	"github.com/sekisho/sekisho/internal/rules"
+	"github.com/sekisho/sekisho/internal/secret"
+	"github.com/sekisho/sekisho/internal/session"
+	"github.com/sekisho/sekisho/internal/store"
+	"github.com/sekisho/sekisho/internal/waf"
+)
+
+// dryBuild builds the config's generation as serve and reload do, through
+// the same build, on a stand-in for what outlives a config: throwaway
+// session and assertion keys, no store, a discarded audit log. Nothing is
+// started, written nor contacted (built-in upstreams are not started), so
+// `check` finds what only building would.
+func dryBuild(cfg *config.Config, secrets secret.Resolver, sets map[string]*rules.Set, inspector waf.Inspector, limiter ratelimit.Limiter) error {
+	discard := slog.New(slog.DiscardHandler)
+	s := &Server{cfg: cfg, opts: Options{Logger: discard, Secrets: secrets, Now: time.Now}, log: discard,
+		streams: &liveStreams{}, idTokens: &gcpauth.IDTokens{}, dry: true, limiter: limiter}
+	key := make([]byte, session.KeySize)
+	rand.Read(key)
+	if err := s.newSessions([][]byte{key}); err != nil {
+		return err
+	}
+	sk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	if err := s.newSigner([]*ecdsa.PrivateKey{sk}); err != nil {
+		return err
+	}
+	s.audit = audit.New(io.Discard)
+	defer s.audit.Close()
+	s.metrics = metrics.New(nil)
+	if s.apikeys, err = apikey.New(apikey.Options{Source: noKeys{}, Logger: discard}); err != nil {
+		return err
+	}
+	s.sessionAuth = &authn.Sessions{Codec: s.sessions}
+	s.ownCookies = s.sessions.CookieNames()
+	g, err := s.build(cfg, sets, inspector, nil)
+	if err != nil {
+		return err
+	}
+	g.discard(nil)
+	return nil
+}
+
+// noKeys is an API-key source with no key, for dryBuild.
+type noKeys struct{}
+
+func (noKeys) GetAPIKey(context.Context, string) (store.APIKey, error) {
+	return store.APIKey{}, store.ErrNotFound
+}
+func (noKeys) ListAPIKeys(context.Context) ([]store.APIKey, error)      { return nil, nil }
+func (noKeys) TouchAPIKeys(context.Context, map[string]time.Time) error { return nil }
+func (noKeys) LatestAPIKeyChange(context.Context) (int64, error)        { return 0, nil }
+func (noKeys) APIKeyChangesSince(context.Context, int64) ([]store.APIKeyChange, error) {
+	return nil, nil
+}
