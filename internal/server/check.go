@@ -25,9 +25,11 @@ import (
 
 // Check runs what `serve` runs before listening, minus anything with a side
 // effect: validation, secret references, session and assertion keys given in
-// the config, TLS files, trusted proxies, the WAF and the rules. It creates
-// no file, opens no database and contacts no server. Every problem is
-// listed, from every stage, in one run.
+// the config, TLS files, trusted proxies, the WAF, the rules, and then the
+// build of the whole generation serve would run (on throwaway keys). It
+// creates no file, opens no database and contacts no server but Secret
+// Manager for gcp-secret: references. Every problem is listed, from every
+// stage, in one run.
 func Check(cfg *config.Config, secrets secret.Resolver) error {
 	_, err := CheckKeep(cfg, secrets, nil)
 	return err
