@@ -62,6 +62,24 @@ func (r *Router[T]) Add(host, prefix string, val T) {
 	}
 }
 
+// Each calls f for every registered value (before serving: it is not safe
+// beside Add).
+func (r *Router[T]) Each(f func(T)) {
+	for _, l := range r.exact {
+		for _, e := range l {
+			f(e.val)
+		}
+	}
+	for _, w := range r.wildcard {
+		for _, e := range w.entries {
+			f(e.val)
+		}
+	}
+	for _, e := range r.any {
+		f(e.val)
+	}
+}
+
 // insert keeps entries sorted by prefix length, longest first.
 func insert[T any](l []entry[T], e entry[T]) []entry[T] {
 	l = append(l, e)

@@ -74,3 +74,16 @@ func TestRouterMatrixParamBypass(t *testing.T) {
 		}
 	}
 }
+
+func TestRouterEachVisitsEveryRoute(t *testing.T) {
+	r := &Router[string]{}
+	for _, h := range []string{"a.example.com", "*.example.com", "*"} {
+		r.Add(h, "/", h)
+		r.Add(h, "/api", h+"/api")
+	}
+	seen := map[string]bool{}
+	r.Each(func(v string) { seen[v] = true })
+	if len(seen) != 6 {
+		t.Fatalf("Each visited %v, want all 6 routes", seen)
+	}
+}

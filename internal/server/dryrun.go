@@ -29,35 +29,48 @@ import (
 // started, written nor contacted (built-in upstreams are not started), so
 // `check` finds what only building would.
 func dryBuild(cfg *config.Config, secrets secret.Resolver, sets map[string]*rules.Set, inspector waf.Inspector, limiter ratelimit.Limiter) error {
+	g, done, err := dryGeneration(cfg, secrets, sets, inspector, limiter)
+	if err != nil {
+		return err
+	}
+	done()
+	g.discard(nil)
+	return nil
+}
+
+// dryGeneration is dryBuild's generation, kept for `policy test`; done
+// releases its stand-ins.
+func dryGeneration(cfg *config.Config, secrets secret.Resolver, sets map[string]*rules.Set, inspector waf.Inspector, limiter ratelimit.Limiter) (_ *generation, done func(), err error) {
 	discard := slog.New(slog.DiscardHandler)
 	s := &Server{cfg: cfg, opts: Options{Logger: discard, Secrets: secrets, Now: time.Now}, log: discard,
 		streams: &liveStreams{}, idTokens: &gcpauth.IDTokens{}, dry: true, limiter: limiter}
 	key := make([]byte, session.KeySize)
 	rand.Read(key)
 	if err := s.newSessions([][]byte{key}); err != nil {
-		return err
+		return nil, nil, err
 	}
 	sk, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if err := s.newSigner([]*ecdsa.PrivateKey{sk}); err != nil {
-		return err
+		return nil, nil, err
 	}
 	s.audit = audit.New(io.Discard)
-	defer s.audit.Close()
+	done = func() { s.audit.Close() }
 	s.metrics = metrics.New(nil)
 	if s.apikeys, err = apikey.New(apikey.Options{Source: noKeys{}, Logger: discard}); err != nil {
-		return err
+		done()
+		return nil, nil, err
 	}
 	s.sessionAuth = &authn.Sessions{Codec: s.sessions}
 	s.ownCookies = s.sessions.CookieNames()
 	g, err := s.build(cfg, sets, inspector, nil)
 	if err != nil {
-		return err
+		done()
+		return nil, nil, err
 	}
-	g.discard(nil)
-	return nil
+	return g, done, nil
 }
 
 // noKeys is an API-key source with no key, for dryBuild.

@@ -3,14 +3,12 @@ package server
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 
 	"github.com/sekisho/sekisho/internal/authn"
-	"github.com/sekisho/sekisho/internal/authz"
 	"github.com/sekisho/sekisho/internal/clientip"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/identity"
@@ -32,26 +30,25 @@ func PolicyEvaluator(cfg *config.Config, secrets secret.Resolver) (func(policyte
 	if err != nil {
 		return nil, err
 	}
-	// The rule sets Check compiled, with its in-memory limiter: rate
-	// limits live for the run.
-	discard := slog.New(slog.DiscardHandler)
-	compiled := checked.sets
-	clients, err := clientip.New(nil) // the case's source_ip is already the resolved client
+	// The generation serve would build, through the same build, with the
+	// rule sets Check compiled and its in-memory limiter (rate limits live
+	// for the run). Then the case's identity stands in for credentials, a
+	// stub answering 200 for the apps and for sekisho's own pages, and the
+	// case's source_ip is the client (no proxy is trusted).
+	g, _, err := dryGeneration(cfg, secrets, checked.sets, checked.waf, checked.limiter)
 	if err != nil {
 		return nil, err
 	}
-	pl := &route.Pipeline{
-		Router: &route.Router[*route.Route]{}, Authn: caseIdentity{}, Clients: clients,
-		Portal: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			web.Error(w, r, http.StatusNotFound, "gateway path")
-		}),
-		Logger: discard,
+	pl := g.pipeline
+	if pl.Clients, err = clientip.New(nil); err != nil {
+		return nil, err
 	}
+	pl.Authn = caseIdentity{}
+	pl.Portal = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		web.Error(w, r, http.StatusNotFound, "gateway path")
+	})
 	allowed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "allowed") })
-	for _, rc := range cfg.Routes {
-		pl.Router.Add(rc.Host, rc.Path, &route.Route{Name: rc.Name, Policy: authz.CompileRoute(rc.Name, rc.Policy, rc.Auth.MaxAge.D()), Upstream: allowed,
-			Rules: compiled[rc.Name]})
-	}
+	pl.Router.Each(func(rt *route.Route) { rt.Upstream = allowed })
 	return func(c policytest.Case) policytest.Outcome {
 		req, err := c.HTTPRequest()
 		if err != nil {
