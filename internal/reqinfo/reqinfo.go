@@ -1,6 +1,12 @@
 // Package reqinfo carries what the gateway learned about a request (its id,
 // the client's address) through the context, so error pages, audit lines and
 // upstream errors all name the same request id.
+//
+// Only the pipeline writes an Info: it is the pipeline's record of the
+// request for the audit line. Authenticators get the route as an
+// authn.Request and return their findings as an authn.Result; sekisho's own
+// endpoints return a web.Outcome; handlers read the request's id and client
+// address from here, and write nothing.
 package reqinfo
 
 import (

@@ -83,7 +83,7 @@ type Observer interface {
 // route, authenticate, authorize, forward, audit. It is an http.Handler.
 type Pipeline struct {
 	Router  *Router[*Route]
-	Portal  http.Handler
+	Portal  web.Endpoint
 	Authn   Authenticator
 	Signer  Signer
 	Clients ClientResolver
@@ -249,7 +249,12 @@ func (p *Pipeline) admit(x *exchange) bool {
 				return false
 			}
 		}
-		p.Portal.ServeHTTP(rec, r)
+		out := p.Portal.Serve(rec, r)
+		info.Decision, info.Reason = out.Decision, out.Reason
+		if info.Decision == "" {
+			info.Decision = "gateway"
+		}
+		info.User, info.Kind, info.Provider = out.User, out.Kind, out.Provider
 		return false
 	}
 	rt, ok := p.Router.Match(r.Host, clean)

@@ -181,7 +181,7 @@ func TestHealthzUnhealthyWhileAuditCannotBeWritten(t *testing.T) {
 	portal := &web.Portal{Health: s.auditHealth}
 	healthz := func() (int, string) {
 		rec := httptest.NewRecorder()
-		portal.ServeHTTP(rec, httptest.NewRequest("GET", "/.sekisho/healthz", nil))
+		portal.Serve(rec, httptest.NewRequest("GET", "/.sekisho/healthz", nil))
 		return rec.Code, strings.TrimSpace(rec.Body.String())
 	}
 	if code, body := healthz(); code != http.StatusOK || body != `{"status":"ok"}` {
@@ -208,7 +208,7 @@ func TestHealthzUnhealthyWhileAuditCannotBeWritten(t *testing.T) {
 		t.Fatalf("healthz after recovery = %d %s", code, body)
 	}
 	rec := httptest.NewRecorder()
-	(&web.Portal{}).ServeHTTP(rec, httptest.NewRequest("GET", "/.sekisho/healthz", nil))
+	(&web.Portal{}).Serve(rec, httptest.NewRequest("GET", "/.sekisho/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("healthz with no Health func = %d, want 200", rec.Code)
 	}

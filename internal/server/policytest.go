@@ -44,8 +44,9 @@ func PolicyEvaluator(cfg *config.Config, secrets secret.Resolver) (func(policyte
 		return nil, err
 	}
 	pl.Authn = caseIdentity{}
-	pl.Portal = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	pl.Portal = web.EndpointFunc(func(w http.ResponseWriter, r *http.Request) web.Outcome {
 		web.Error(w, r, http.StatusNotFound, "gateway path")
+		return web.Outcome{Reason: "gateway path"}
 	})
 	allowed := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "allowed") })
 	pl.Router.Each(func(rt *route.Route) { rt.Upstream = allowed })

@@ -326,3 +326,19 @@ func waitAudit(t *testing.T, e *testenv.Env, want string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// sekisho's own endpoints return what they did, and the pipeline writes it
+// into the audit line: the sign-in names who signed in, a refused sign-in
+// form says why.
+func TestGatewayEndpointsOutcomeInTheAuditLine(t *testing.T) {
+	e := testenv.Start(t, reloadConfig(3, "eng", "[]"))
+	e.AddUser("alice", pw, "", "eng")
+	e.Login("alice", pw)
+	res, err := e.Client().PostForm(e.URL+"/.sekisho/login", map[string][]string{"username": {"alice"}, "password": {pw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	waitAudit(t, e, `"path":"/.sekisho/login","client_ip":"127.0.0.1","user":"alice","identity_kind":"session","provider":"local","decision":"gateway","reason":"signed in"`)
+	waitAudit(t, e, `"decision":"gateway","reason":"sign-in refused: CSRF check failed"`)
+}

@@ -38,7 +38,7 @@ type Portal struct {
 	JWKS http.Handler
 	// OIDC serves sign-in with OpenID Connect providers: requests under
 	// OIDCPrefix go to it. nil: none.
-	OIDC       http.Handler
+	OIDC       Endpoint
 	OIDCPrefix string
 	// Providers lists the sign-in buttons for the page, each starting a
 	// sign-in that returns to next. nil: none.
@@ -67,19 +67,15 @@ const Prefix = "/.sekisho/"
 // maxFormBytes bounds a sign-in form body.
 const maxFormBytes = 16 << 10
 
-// ServeHTTP dispatches on the normalised path (r.URL.Path).
-func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := reqinfo.From(r.Context())
-	info.Decision = "gateway"
+// Serve dispatches on the normalised path (r.URL.Path) and says what it did.
+func (p *Portal) Serve(w http.ResponseWriter, r *http.Request) Outcome {
 	if p.OIDC != nil && p.OIDCPrefix != "" && strings.HasPrefix(r.URL.Path, p.OIDCPrefix) {
-		p.OIDC.ServeHTTP(w, r)
-		return
+		return p.OIDC.Serve(w, r)
 	}
 	switch r.URL.Path {
 	case "/.sekisho/healthz":
 		secureHeaders(w)
 		w.Header().Set("Content-Type", "application/json")
-		info.Reason = "health check"
 		if p.Health != nil {
 			if err := p.Health(); err != nil {
 				w.WriteHeader(http.StatusServiceUnavailable)
@@ -87,38 +83,35 @@ func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 					Status string `json:"status"`
 					Reason string `json:"reason"`
 				}{"unhealthy", err.Error()})
-				return
+				return Outcome{Reason: "health check"}
 			}
 		}
 		w.Write([]byte(`{"status":"ok"}` + "\n"))
+		return Outcome{Reason: "health check"}
 	case "/.sekisho/jwks.json":
 		if p.JWKS == nil {
-			p.notFound(w, r)
-			return
+			return p.notFound(w, r)
 		}
-		info.Reason = "key set"
 		p.JWKS.ServeHTTP(w, r)
+		return Outcome{Reason: "key set"}
 	case "/.sekisho/login":
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			p.loginForm(w, r, http.StatusOK, "", "")
+			return p.loginForm(w, r, http.StatusOK, "", "", "sign-in page")
 		case http.MethodPost:
-			p.login(w, r)
-		default:
-			p.methodNotAllowed(w, r, "GET, POST")
+			return p.login(w, r)
 		}
+		return p.methodNotAllowed(w, r, "GET, POST")
 	case "/.sekisho/logout":
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:
-			p.logoutForm(w, r)
+			return p.logoutForm(w, r)
 		case http.MethodPost:
-			p.logout(w, r)
-		default:
-			p.methodNotAllowed(w, r, "GET, POST")
+			return p.logout(w, r)
 		}
-	default:
-		p.notFound(w, r)
+		return p.methodNotAllowed(w, r, "GET, POST")
 	}
+	return p.notFound(w, r)
 }
 
 func (p *Portal) log() *slog.Logger {
@@ -128,14 +121,15 @@ func (p *Portal) log() *slog.Logger {
 	return slog.Default()
 }
 
-func (p *Portal) notFound(w http.ResponseWriter, r *http.Request) {
-	reqinfo.From(r.Context()).Reason = "unknown gateway path"
+func (p *Portal) notFound(w http.ResponseWriter, r *http.Request) Outcome {
 	Error(w, r, http.StatusNotFound, "There is no such page on this gateway.")
+	return Outcome{Reason: "unknown gateway path"}
 }
 
-func (p *Portal) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+func (p *Portal) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) Outcome {
 	w.Header().Set("Allow", allow)
 	Error(w, r, http.StatusMethodNotAllowed, "This method is not allowed here.")
+	return Outcome{Reason: "method not allowed"}
 }
 
 // next returns the validated post-login target from the rd parameter.
@@ -144,15 +138,14 @@ func next(r *http.Request) string {
 	return n
 }
 
-func (p *Portal) loginForm(w http.ResponseWriter, r *http.Request, status int, username, msg string) {
+// loginForm renders the sign-in page (with msg, after a failed attempt)
+// and returns reason as the outcome.
+func (p *Portal) loginForm(w http.ResponseWriter, r *http.Request, status int, username, msg, reason string) Outcome {
 	token, err := p.csrfToken(w, r)
 	if err != nil {
 		p.log().Error("csrf token", "err", err)
 		Error(w, r, http.StatusInternalServerError, "The sign-in page could not be prepared.")
-		return
-	}
-	if info := reqinfo.From(r.Context()); info.Reason == "" {
-		info.Reason = "sign-in page"
+		return Outcome{Reason: reason + " (the page could not be prepared: " + err.Error() + ")"}
 	}
 	var providers []ProviderLink
 	if p.Providers != nil {
@@ -162,109 +155,94 @@ func (p *Portal) loginForm(w http.ResponseWriter, r *http.Request, status int, u
 		"Title": "Sign in", "CSRF": token, "Next": next(r), "Username": username,
 		"Error": msg, "LocalEnabled": p.Local != nil, "Providers": providers,
 	})
+	return Outcome{Reason: reason}
 }
 
-func (p *Portal) login(w http.ResponseWriter, r *http.Request) {
-	info := reqinfo.From(r.Context())
+func (p *Portal) login(w http.ResponseWriter, r *http.Request) Outcome {
+	info := reqinfo.From(r.Context()) // the request's id and client address
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		info.Reason = "sign-in form unreadable"
 		Error(w, r, http.StatusBadRequest, "The sign-in form could not be read.")
-		return
+		return Outcome{Reason: "sign-in form unreadable"}
 	}
 	if !p.csrfOK(r) {
-		info.Reason = "sign-in refused: CSRF check failed"
-		p.loginForm(w, r, http.StatusForbidden, "", "Your sign-in form expired. Please try again.")
-		return
+		return p.loginForm(w, r, http.StatusForbidden, "", "Your sign-in form expired. Please try again.", "sign-in refused: CSRF check failed")
 	}
 	if p.Local == nil {
-		info.Reason = "sign-in refused: local accounts are disabled"
-		p.loginForm(w, r, http.StatusForbidden, "", "Password sign-in is not enabled.")
-		return
+		return p.loginForm(w, r, http.StatusForbidden, "", "Password sign-in is not enabled.", "sign-in refused: local accounts are disabled")
 	}
 	username := strings.TrimSpace(r.PostFormValue("username"))
 	id, err := p.Local.Login(r.Context(), username, r.PostFormValue("password"), info.ClientIP.String())
 	if err != nil {
 		var locked *local.LockedError
 		if errors.As(err, &locked) {
-			info.Reason = "sign-in refused: locked out after repeated failures"
 			RetryAfter(w, locked.RetryAfter.Seconds())
-			p.loginForm(w, r, http.StatusTooManyRequests, username, locked.Message())
-			return
+			return p.loginForm(w, r, http.StatusTooManyRequests, username, locked.Message(), "sign-in refused: locked out after repeated failures")
 		}
 		if !errors.Is(err, local.ErrBadCredentials) {
-			info.Reason = "sign-in unavailable: " + err.Error()
 			p.log().Error("sign-in", "request_id", info.ID, "err", err)
 			// The accounts could not be read (the database is down): the
 			// gateway is unavailable for new sign-ins, not broken.
 			RetryAfter(w, 5)
-			p.loginForm(w, r, http.StatusServiceUnavailable, username, "Sign-in is not available right now. Try again in a moment.")
-			return
+			return p.loginForm(w, r, http.StatusServiceUnavailable, username, "Sign-in is not available right now. Try again in a moment.", "sign-in unavailable: "+err.Error())
 		}
-		info.Reason = "sign-in failed: " + err.Error()
-		p.loginForm(w, r, http.StatusUnauthorized, username, "Wrong username or password.")
-		return
+		return p.loginForm(w, r, http.StatusUnauthorized, username, "Wrong username or password.", "sign-in failed: "+err.Error())
 	}
 	s := p.Sessions.New(id, r.Host)
 	if err := p.Sessions.Issue(w, s); err != nil {
-		info.Reason = "sign-in failed: session could not be issued"
 		p.log().Error("issue session", "user", id.User, "err", err)
 		Error(w, r, http.StatusInternalServerError, "Your session could not be created. Ask an administrator to check the gateway log.")
-		return
+		return Outcome{Reason: "sign-in failed: session could not be issued"}
 	}
-	info.User, info.Kind, info.Provider = id.User, string(identity.Session), id.Provider
-	info.Reason = "signed in"
 	secureHeaders(w)
 	http.Redirect(w, r, next(r), http.StatusSeeOther)
+	return Outcome{Reason: "signed in", User: id.User, Kind: string(identity.Session), Provider: id.Provider}
 }
 
-func (p *Portal) logoutForm(w http.ResponseWriter, r *http.Request) {
+func (p *Portal) logoutForm(w http.ResponseWriter, r *http.Request) Outcome {
 	token, err := p.csrfToken(w, r)
 	if err != nil {
 		Error(w, r, http.StatusInternalServerError, "The sign-out page could not be prepared.")
-		return
+		return Outcome{Reason: "sign-out page could not be prepared: " + err.Error()}
 	}
-	info := reqinfo.From(r.Context())
-	user := ""
+	out := Outcome{Reason: "sign-out page"}
 	if s, err := p.Sessions.Read(r); err == nil {
-		user = s.User
-		info.User, info.Kind, info.Provider = s.User, string(identity.Session), s.Provider
+		out.User, out.Kind, out.Provider = s.User, string(identity.Session), s.Provider
 	}
-	info.Reason = "sign-out page"
-	Render(w, r, 0, "logout.html", map[string]any{"Title": "Sign out", "CSRF": token, "User": user, "Next": next(r), "SignIn": redirect.LoginURL(next(r))})
+	Render(w, r, 0, "logout.html", map[string]any{"Title": "Sign out", "CSRF": token, "User": out.User, "Next": next(r), "SignIn": redirect.LoginURL(next(r))})
+	return out
 }
 
-func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
-	info := reqinfo.From(r.Context())
+func (p *Portal) logout(w http.ResponseWriter, r *http.Request) Outcome {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil || !p.csrfOK(r) {
-		info.Reason = "sign-out refused: CSRF check failed"
 		Error(w, r, http.StatusForbidden, "Your sign-out form expired. Please try again.")
-		return
+		return Outcome{Reason: "sign-out refused: CSRF check failed"}
 	}
+	var out Outcome
 	if s, err := p.Sessions.Read(r); err == nil {
-		info.User, info.Kind, info.Provider = s.User, string(identity.Session), s.Provider
+		out.User, out.Kind, out.Provider = s.User, string(identity.Session), s.Provider
 		if p.Logout != nil {
 			if err := p.Logout(r.Context(), s); err != nil {
 				p.log().Error("revoke session", "user", s.User, "err", err)
-				info.Reason = "sign-out: cookie cleared, revocation failed"
 				p.Sessions.Clear(w)
 				Error(w, r, http.StatusInternalServerError, "Your cookie was removed, but the session could not be revoked everywhere. Ask an administrator to check the gateway log.")
-				return
+				out.Reason = "sign-out: cookie cleared, revocation failed"
+				return out
 			}
 		}
 	}
 	p.Sessions.Clear(w)
-	info.Reason = "signed out"
+	out.Reason = "signed out"
 	secureHeaders(w)
 	if s, err := p.Sessions.Read(r); err == nil && p.EndSession != nil {
 		// RP-initiated logout: end the provider's session too when it can.
 		if u, err := p.EndSession(r, s); err != nil {
 			p.log().Warn("end provider session", "provider", s.Provider, "err", err)
 		} else if u != "" {
-			info.Reason = "signed out here and at " + s.Provider
 			http.Redirect(w, r, u, http.StatusSeeOther)
-			return
+			out.Reason = "signed out here and at " + s.Provider
+			return out
 		}
 	}
 	target := "/.sekisho/login"
@@ -272,6 +250,7 @@ func (p *Portal) logout(w http.ResponseWriter, r *http.Request) {
 		target = redirect.LoginURL(n) // "sign in as someone else" comes back to the page
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
+	return out
 }
 
 // CSRF protection for the sign-in and sign-out forms: a random token in a

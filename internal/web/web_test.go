@@ -74,7 +74,7 @@ func TestLoginPageAccessible(t *testing.T) {
 	p := &Portal{Local: fakeLogin{}}
 	r := httptest.NewRequest("GET", "/.sekisho/login?rd=/x", nil)
 	w := httptest.NewRecorder()
-	p.loginForm(w, r, 401, "bob", "Wrong username or password.")
+	p.loginForm(w, r, 401, "bob", "Wrong username or password.", "sign-in failed")
 	body := w.Body.String()
 	for _, want := range []string{
 		`<html lang="en">`, `<form method="post" action="/.sekisho/login"`,
@@ -95,7 +95,7 @@ func TestLoginPageEscapesRedirectTarget(t *testing.T) {
 	p := &Portal{Local: fakeLogin{}}
 	r := httptest.NewRequest("GET", `/.sekisho/login?rd=%22%3E%3Cscript%3Ealert(1)%3C/script%3E`, nil)
 	w := httptest.NewRecorder()
-	p.loginForm(w, r, 200, "", "")
+	p.loginForm(w, r, 200, "", "", "sign-in page")
 	if strings.Contains(w.Body.String(), "<script>alert") {
 		t.Fatal("reflected XSS through rd")
 	}

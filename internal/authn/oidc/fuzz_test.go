@@ -106,7 +106,7 @@ func FuzzCallback(f *testing.F) {
 		r.Header.Set("Cookie", cookie)
 		r = r.WithContext(reqinfo.With(r.Context(), &reqinfo.Info{ID: "fuzz"}))
 		w := httptest.NewRecorder()
-		g.h.ServeHTTP(w, r)
+		g.h.Serve(w, r)
 		if w.Code < 400 {
 			t.Fatalf("status %d for query %q cookie %q", w.Code, query, cookie)
 		}

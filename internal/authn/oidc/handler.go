@@ -142,28 +142,25 @@ func StartURL(provider, next string) string {
 	return u
 }
 
-// ServeHTTP serves GET PathPrefix{provider}/start, GET CallbackPath and GET
-// SignedOutPath; r.URL.Path must be the normalised path.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	info := reqinfo.From(r.Context())
-	info.Decision = "gateway"
+// Serve serves GET PathPrefix{provider}/start, GET CallbackPath and GET
+// SignedOutPath (r.URL.Path must be the normalised path), and says what it
+// did (web.Endpoint).
+func (h *Handler) Serve(w http.ResponseWriter, r *http.Request) web.Outcome {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		info.Reason = "oidc: method not allowed"
 		web.Error(w, r, http.StatusMethodNotAllowed, "This method is not allowed here.")
-		return
+		return web.Outcome{Reason: "oidc: method not allowed"}
 	}
 	switch path := r.URL.Path; {
 	case path == CallbackPath:
-		h.callback(w, r)
+		return h.callback(w, r)
 	case path == SignedOutPath:
-		h.signedOut(w, r)
+		return h.signedOut(w, r)
 	case strings.HasPrefix(path, PathPrefix) && strings.HasSuffix(path, "/start"):
-		h.start(w, r, strings.TrimSuffix(strings.TrimPrefix(path, PathPrefix), "/start"))
-	default:
-		info.Reason = "unknown gateway path"
-		web.Error(w, r, http.StatusNotFound, "There is no such page on this gateway.")
+		return h.start(w, r, strings.TrimSuffix(strings.TrimPrefix(path, PathPrefix), "/start"))
 	}
+	web.Error(w, r, http.StatusNotFound, "There is no such page on this gateway.")
+	return web.Outcome{Reason: "unknown gateway path"}
 }
 
 // redirectURI is the callback URL on the host the browser used.
@@ -172,13 +169,11 @@ func (h *Handler) redirectURI(r *http.Request) string {
 	return scheme + "://" + host + CallbackPath
 }
 
-func (h *Handler) start(w http.ResponseWriter, r *http.Request, name string) {
-	info := reqinfo.From(r.Context())
+func (h *Handler) start(w http.ResponseWriter, r *http.Request, name string) web.Outcome {
 	p, ok := h.providers[name]
 	if !ok {
-		info.Reason = "oidc start: unknown provider"
 		web.Error(w, r, http.StatusNotFound, "There is no such sign-in provider on this gateway.")
-		return
+		return web.Outcome{Reason: "oidc start: unknown provider"}
 	}
 	q := r.URL.Query()
 	next, _ := redirect.SafeNext(q.Get("rd"), redirect.Options{})
@@ -186,23 +181,20 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, name string) {
 	if v := q.Get("max_age"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 || time.Duration(n)*time.Second > maxMaxAge {
-			info.Reason = "oidc start: bad max_age"
 			web.Error(w, r, http.StatusBadRequest, "The sign-in link is malformed.")
-			return
+			return web.Outcome{Reason: "oidc start: bad max_age"}
 		}
 		maxAge = n
 	}
 	d, err := p.ready(r.Context())
 	if err != nil {
-		h.unreachable(w, r, p, err)
-		return
+		return h.unreachable(w, r, p, err)
 	}
 	fs := flowState{Provider: name, State: randomToken(), Nonce: randomToken(), Verifier: oauth2.GenerateVerifier(),
 		Next: next, RedirectURI: h.redirectURI(r), MaxAge: maxAge, ReAuth: q.Has("max_age"), Created: h.now().Unix()}
 	cname, value, err := h.sealState(fs)
 	if err != nil {
-		h.fail(w, r, http.StatusInternalServerError, "oidc start: seal flow cookie: "+err.Error(), "The sign-in could not be started.")
-		return
+		return h.fail(w, r, http.StatusInternalServerError, "oidc start: seal flow cookie: "+err.Error(), "The sign-in could not be started.")
 	}
 	opts := []oauth2.AuthCodeOption{oauth2.S256ChallengeOption(fs.Verifier), oauth2.SetAuthURLParam("nonce", fs.Nonce)}
 	for k, v := range p.opts.AuthParams {
@@ -216,21 +208,24 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: cname, Value: value, Path: "/", MaxAge: int(h.stateTTL / time.Second),
 		Secure: h.secure, HttpOnly: true, SameSite: http.SameSiteLaxMode})
-	info.Reason = "oidc: sign-in started with " + name
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, p.oauth2Config(d, fs.RedirectURI).AuthCodeURL(fs.State, opts...), http.StatusFound)
+	return web.Outcome{Reason: "oidc: sign-in started with " + name, Provider: name}
 }
 
-func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
-	info := reqinfo.From(r.Context())
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) (out web.Outcome) {
+	provider := "" // once known, every outcome names it
+	defer func() {
+		if out.Provider == "" {
+			out.Provider = provider
+		}
+	}()
 	cb, err := parseCallback(r.URL.RawQuery)
 	if err != nil {
-		h.fail(w, r, http.StatusBadRequest, "oidc callback: "+err.Error(), "The sign-in response is malformed. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadRequest, "oidc callback: "+err.Error(), "The sign-in response is malformed. Start signing in again.")
 	}
 	if cb.State == "" {
-		h.fail(w, r, http.StatusBadRequest, "oidc callback: no state", "The sign-in response has no state. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadRequest, "oidc callback: no state", "The sign-in response has no state. Start signing in again.")
 	}
 	fs, err := h.openState(r, cb.State)
 	if err != nil {
@@ -238,87 +233,70 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, errFlowStale) {
 			msg = "This sign-in took too long and has expired. Start signing in again."
 		}
-		h.fail(w, r, http.StatusBadRequest, "oidc callback: "+err.Error(), msg)
-		return
+		return h.fail(w, r, http.StatusBadRequest, "oidc callback: "+err.Error(), msg)
 	}
 	h.clearState(w, cb.State)
 	if !h.used.add(cb.State, time.Unix(fs.Created, 0).Add(h.stateTTL+DefaultClockSkew), h.now()) {
-		h.fail(w, r, http.StatusBadRequest, "oidc callback: "+errFlowReplayed.Error(), "This sign-in response was already used. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadRequest, "oidc callback: "+errFlowReplayed.Error(), "This sign-in response was already used. Start signing in again.")
 	}
 	p, ok := h.providers[fs.Provider]
 	if !ok {
-		h.fail(w, r, http.StatusBadRequest, "oidc callback: provider "+fs.Provider+" is no longer configured", "This sign-in provider is no longer offered. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadRequest, "oidc callback: provider "+fs.Provider+" is no longer configured", "This sign-in provider is no longer offered. Start signing in again.")
 	}
-	info.Provider = p.opts.Name
+	provider = p.opts.Name
 	label := p.opts.Label
 	if cb.Error != "" {
 		reason := fmt.Sprintf("oidc callback: %s answered error=%s (%s)", p.opts.Name, cb.Error, safeText(cb.ErrorDescription))
 		if cb.Error == "access_denied" {
-			h.fail(w, r, http.StatusForbidden, reason, "The sign-in was cancelled or refused at "+label+".")
-			return
+			return h.fail(w, r, http.StatusForbidden, reason, "The sign-in was cancelled or refused at "+label+".")
 		}
-		h.fail(w, r, http.StatusBadGateway, reason, label+" could not sign you in (error: "+cb.Error+"). Try again, or ask an administrator.")
-		return
+		return h.fail(w, r, http.StatusBadGateway, reason, label+" could not sign you in (error: "+cb.Error+"). Try again, or ask an administrator.")
 	}
 	if cb.Code == "" {
-		h.fail(w, r, http.StatusBadRequest, "oidc callback: no code", "The sign-in response is malformed. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadRequest, "oidc callback: no code", "The sign-in response is malformed. Start signing in again.")
 	}
 	if fs.RedirectURI != h.redirectURI(r) {
-		h.fail(w, r, http.StatusBadRequest, "oidc callback: on another host than the sign-in started", "The sign-in response came to another address. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadRequest, "oidc callback: on another host than the sign-in started", "The sign-in response came to another address. Start signing in again.")
 	}
 	d, err := p.discover(r.Context())
 	if err != nil {
-		h.unreachable(w, r, p, err)
-		return
+		return h.unreachable(w, r, p, err)
 	}
 	tok, err := p.exchange(r.Context(), d, fs.RedirectURI, cb.Code, fs.Verifier)
 	if errors.Is(err, ErrUnreachable) {
-		h.unreachable(w, r, p, err)
-		return
+		return h.unreachable(w, r, p, err)
 	}
 	if err != nil {
-		h.fail(w, r, http.StatusBadGateway, "oidc callback: code exchange refused: "+safeText(err.Error()), label+" refused to complete the sign-in. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadGateway, "oidc callback: code exchange refused: "+safeText(err.Error()), label+" refused to complete the sign-in. Start signing in again.")
 	}
 	rawID, _ := tok.Extra("id_token").(string)
 	if rawID == "" {
-		h.fail(w, r, http.StatusBadGateway, "oidc callback: token response has no id_token", label+" did not return an identity. Ask an administrator to check the provider's configuration.")
-		return
+		return h.fail(w, r, http.StatusBadGateway, "oidc callback: token response has no id_token", label+" did not return an identity. Ask an administrator to check the provider's configuration.")
 	}
 	idt, err := p.verify(r.Context(), d, rawID)
 	if errors.Is(err, ErrUnreachable) {
-		h.unreachable(w, r, p, err)
-		return
+		return h.unreachable(w, r, p, err)
 	}
 	if err != nil {
-		h.fail(w, r, http.StatusBadGateway, "oidc callback: ID token refused: "+safeText(err.Error()), "The identity "+label+" returned could not be verified. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadGateway, "oidc callback: ID token refused: "+safeText(err.Error()), "The identity "+label+" returned could not be verified. Start signing in again.")
 	}
 	id, err := h.checkToken(p, idt, fs)
 	if err != nil {
 		var refused *refusal
 		if errors.As(err, &refused) {
-			h.fail(w, r, refused.status, "oidc callback: "+err.Error(), refused.message)
-			return
+			return h.fail(w, r, refused.status, "oidc callback: "+err.Error(), refused.message)
 		}
-		h.fail(w, r, http.StatusBadGateway, "oidc callback: "+err.Error(), "The identity "+label+" returned could not be verified. Start signing in again.")
-		return
+		return h.fail(w, r, http.StatusBadGateway, "oidc callback: "+err.Error(), "The identity "+label+" returned could not be verified. Start signing in again.")
 	}
 	s := h.sessions.New(id, r.Host)
 	if err := h.sessions.Issue(w, s); err != nil {
-		h.fail(w, r, http.StatusInternalServerError, "oidc callback: issue session: "+err.Error(),
+		return h.fail(w, r, http.StatusInternalServerError, "oidc callback: issue session: "+err.Error(),
 			"Your session could not be created (too many groups for the session cookie?). Ask an administrator to check the gateway log.")
-		return
 	}
 	h.keepTokens(r.Context(), p, s, idt.Subject, tok.RefreshToken, rawID)
-	info.User, info.Kind = id.User, string(identity.Session)
-	info.Reason = "signed in with " + p.opts.Name
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, fs.Next, http.StatusSeeOther)
+	return web.Outcome{Reason: "signed in with " + p.opts.Name, User: id.User, Kind: string(identity.Session)}
 }
 
 // refusal is a verified token that sekisho will not accept, with what the
@@ -382,20 +360,18 @@ func (j *jsonRaw) UnmarshalJSON(b []byte) error {
 }
 
 // fail answers with a user-facing message and records the internal reason.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, reason, message string) {
-	info := reqinfo.From(r.Context())
-	info.Decision, info.Reason = "deny", reason
-	h.log.Info("sign-in refused", "request_id", info.ID, "reason", reason)
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, status int, reason, message string) web.Outcome {
+	h.log.Info("sign-in refused", "request_id", reqinfo.From(r.Context()).ID, "reason", reason)
 	w.Header().Set("Cache-Control", "no-store")
 	web.Error(w, r, status, message)
+	return web.Outcome{Decision: "deny", Reason: reason}
 }
 
 // unreachable answers 503 naming the provider.
-func (h *Handler) unreachable(w http.ResponseWriter, r *http.Request, p *provider, err error) {
-	info := reqinfo.From(r.Context())
-	info.Decision, info.Reason = "deny", "oidc: "+err.Error()
-	h.log.Warn("provider unreachable", "request_id", info.ID, "provider", p.opts.Name, "err", err)
+func (h *Handler) unreachable(w http.ResponseWriter, r *http.Request, p *provider, err error) web.Outcome {
+	h.log.Warn("provider unreachable", "request_id", reqinfo.From(r.Context()).ID, "provider", p.opts.Name, "err", err)
 	w.Header().Set("Retry-After", "30")
 	web.Error(w, r, http.StatusServiceUnavailable,
 		"Sign-in with "+p.opts.Label+" is unavailable: the gateway cannot reach it. Try again in a few minutes. If you are already signed in, your session keeps working.")
+	return web.Outcome{Decision: "deny", Reason: "oidc: " + err.Error(), Provider: p.opts.Name}
 }

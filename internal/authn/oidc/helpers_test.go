@@ -104,7 +104,7 @@ func newGateway(t *testing.T) *gateway {
 	g.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(reqinfo.With(r.Context(), &reqinfo.Info{ID: "req-test"}))
 		if strings.HasPrefix(r.URL.Path, PathPrefix) {
-			g.h.ServeHTTP(w, r)
+			g.h.Serve(w, r)
 			return
 		}
 		s, err := g.codec.Read(r)

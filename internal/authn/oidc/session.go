@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/sekisho/sekisho/internal/identity"
-	"github.com/sekisho/sekisho/internal/reqinfo"
 	"github.com/sekisho/sekisho/internal/session"
 	"github.com/sekisho/sekisho/internal/store"
 	"github.com/sekisho/sekisho/internal/web"
@@ -209,9 +208,7 @@ func (h *Handler) EndSession(r *http.Request, s session.Session) (string, error)
 
 // signedOut is the page after sign-out. With ?provider=NAME it says the user
 // is still signed in at that provider (no RP-initiated logout).
-func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) {
-	info := reqinfo.From(r.Context())
-	info.Reason = "signed-out page"
+func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) web.Outcome {
 	msg := "You are signed out of sekisho and of your sign-in provider."
 	q := r.URL.Query()
 	if p, ok := h.providers[q.Get("provider")]; ok {
@@ -223,6 +220,7 @@ func (h *Handler) signedOut(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	web.Render(w, r, 0, "error.html", map[string]any{"Title": "Signed out", "Message": msg})
+	return web.Outcome{Reason: "signed-out page"}
 }
 
 // ReAuthURL returns the path that sends the browser through provider again,
