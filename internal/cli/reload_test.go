@@ -108,7 +108,7 @@ func TestReloadCommandAndSIGHUP(t *testing.T) {
 	}
 	write(reloadCfg(data, one) + "session: {lifetime: 1h}\n")
 	code, _, stderr = runBin(t, bin, "reload", "--config", cfg)
-	if code != ExitConfig || !strings.Contains(stderr, "sekisho.yaml:6: session changed: it takes a restart") {
+	if code != ExitConfig || !strings.Contains(stderr, "sekisho.yaml:6: session.lifetime changed: it takes a restart") {
 		t.Fatalf("reload needing a restart: exit %d\n%s", code, stderr)
 	}
 	if got := getBody(t, p.addr); got != "two" {

@@ -267,11 +267,11 @@ func (e *poolEntry) close() {
 
 // restartOnly lists the settings that differ between the config in force
 // and next and that a reload cannot apply: those of the listeners, the
-// store, the keys, sessions, local accounts, API-key polling, the audit
-// log, the admin listener, Redis and the data directory. Each names its
-// file:line in next. Everything else (routes, pools, policies, rules, the
-// WAF, bearer issuers, OIDC providers, trusted proxies, the IAP audience,
-// strip_headers) is applied live.
+// store, the assertion keys, sessions (but session.keys), local accounts,
+// API-key polling, the audit log, the admin listener, Redis and the data
+// directory. Each names its file:line in next. Everything else (routes,
+// pools, policies, rules, the WAF, bearer issuers, OIDC providers, trusted
+// proxies, the IAP audience, strip_headers, session.keys) is applied live.
 func restartOnly(cur, next *config.Config) []string {
 	live := map[string]bool{
 		"rules": true, "rules_default": true, "waf": true, "pools": true, "strip_headers": true,
@@ -286,7 +286,7 @@ func restartOnly(cur, next *config.Config) []string {
 			if !f.IsExported() || tag == "" || tag == "-" || keep[tag] {
 				continue
 			}
-			if prefix == "" && tag == "listen" {
+			if prefix == "" && (tag == "listen" || tag == "session") {
 				continue // compared field by field below
 			}
 			if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
@@ -305,6 +305,7 @@ func restartOnly(cur, next *config.Config) []string {
 	}
 	diff(reflect.ValueOf(cur).Elem(), reflect.ValueOf(next).Elem(), reflect.TypeFor[config.Config](), "", live)
 	diff(reflect.ValueOf(&cur.Listen).Elem(), reflect.ValueOf(&next.Listen).Elem(), reflect.TypeFor[config.Listen](), "listen", liveListen)
+	diff(reflect.ValueOf(&cur.Session).Elem(), reflect.ValueOf(&next.Session).Elem(), reflect.TypeFor[config.Session](), "session", map[string]bool{"keys": true})
 	return out
 }
 

@@ -74,6 +74,12 @@ func (s *Server) reload(cur *generation, cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	// Session keys are read anew (a rotation), and put in place with the
+	// rest below.
+	keys, err := s.sessionKeys(cfg)
+	if err != nil {
+		return err
+	}
 	next, err := s.build(cfg, sets, checked.waf, cur)
 	if err != nil {
 		return err
@@ -83,6 +89,10 @@ func (s *Server) reload(cur *generation, cfg *config.Config) error {
 			next.discard(cur)
 			return fmt.Errorf("%s: %w", cfg.Pos("listen", "tls"), err)
 		}
+	}
+	if err := s.keyring.Replace(keys); err != nil {
+		next.discard(cur)
+		return fmt.Errorf("%s: %w", cfg.Pos("session", "keys"), err)
 	}
 	s.swap(cur, next)
 	return nil

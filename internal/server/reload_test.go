@@ -3,10 +3,13 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -154,7 +157,7 @@ func TestReloadRestartOnlySettingAppliesNothing(t *testing.T) {
 	c := e.Login("mia", pw)
 	next := strings.Replace(reloadConfig(3, "eng", "[]"), "shutdown_grace: 2s\n", "shutdown_grace: 2s\nsession: {lifetime: 1h}\n", 1)
 	err := e.Reload(next)
-	if !errors.Is(err, server.ErrReloadRefused) || !strings.Contains(err.Error(), "test.yaml:3: session changed: it takes a restart") {
+	if !errors.Is(err, server.ErrReloadRefused) || !strings.Contains(err.Error(), "test.yaml:3: session.lifetime changed: it takes a restart") {
 		t.Fatalf("reload changing session: %v", err)
 	}
 	if status, _, _ := e.Get(c, "/x"); status != 200 {
@@ -341,4 +344,50 @@ func TestGatewayEndpointsOutcomeInTheAuditLine(t *testing.T) {
 	res.Body.Close()
 	waitAudit(t, e, `"path":"/.sekisho/login","client_ip":"127.0.0.1","user":"alice","identity_kind":"session","provider":"local","decision":"gateway","reason":"signed in"`)
 	waitAudit(t, e, `"decision":"gateway","reason":"sign-in refused: CSRF check failed"`)
+}
+
+// Rotating session.keys by reload: the new key listed first seals new
+// sessions while the old one still opens the cookies it sealed; dropping
+// the old key by a second reload ends those sessions (the attack it
+// answers: a leaked session key, whose cookies must stop working without a
+// restart).
+func TestReloadRotatesSessionKeys(t *testing.T) {
+	old, fresh := make([]byte, 32), make([]byte, 32)
+	rand.Read(old)
+	rand.Read(fresh)
+	t.Setenv("SEKISHO_TEST_KEY_OLD", base64.StdEncoding.EncodeToString(old))
+	t.Setenv("SEKISHO_TEST_KEY_NEW", base64.StdEncoding.EncodeToString(fresh))
+	withKeys := func(keys string) string {
+		return strings.Replace(reloadConfig(3, "eng", "[]"), "shutdown_grace: 2s\n", "shutdown_grace: 2s\nsession: {keys: ["+keys+"]}\n", 1)
+	}
+	e := testenv.Start(t, withKeys("env:SEKISHO_TEST_KEY_OLD"))
+	e.AddUser("alice", pw, "", "eng")
+	before := e.Login("alice", pw)
+	u, _ := url.Parse(e.URL)
+	oldCookies := before.Jar.Cookies(u) // sealed with the old key (a request may re-seal the jar's)
+	if err := e.Reload(withKeys("env:SEKISHO_TEST_KEY_NEW, env:SEKISHO_TEST_KEY_OLD")); err != nil {
+		t.Fatal(err)
+	}
+	if status, _, _ := e.Get(before, "/x"); status != 200 {
+		t.Fatalf("a cookie sealed with the old key, both keys listed: %d, want 200", status)
+	}
+	after := e.Login("alice", pw)
+	if err := e.Reload(withKeys("env:SEKISHO_TEST_KEY_NEW")); err != nil {
+		t.Fatal(err)
+	}
+	stale := e.Client()
+	stale.Jar.SetCookies(u, oldCookies)
+	if status, _, _ := e.Get(stale, "/x"); status != http.StatusFound {
+		t.Fatalf("a cookie sealed with the dropped key: %d, want 302 to sign in", status)
+	}
+	if status, _, _ := e.Get(after, "/x"); status != 200 {
+		t.Fatalf("a cookie sealed with the new key: %d, want 200", status)
+	}
+	t.Setenv("SEKISHO_TEST_KEY_NEW", "not base64!")
+	if err := e.Reload(withKeys("env:SEKISHO_TEST_KEY_NEW")); err == nil || !strings.Contains(err.Error(), "session.keys[0]") {
+		t.Fatalf("a malformed key: %v, want the reload refused naming session.keys[0]", err)
+	}
+	if status, _, _ := e.Get(after, "/x"); status != 200 {
+		t.Fatalf("after a refused key rotation: %d, want the keys in force kept", status)
+	}
 }

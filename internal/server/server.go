@@ -187,25 +187,9 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 }
 
 func (s *Server) provisionSessions() error {
-	cfg := s.cfg
-	var keys [][]byte
-	for i, ref := range cfg.Session.Keys {
-		raw, err := s.opts.Secrets.Resolve(ref)
-		if err != nil {
-			return fmt.Errorf("session.keys[%d]: %w", i, err)
-		}
-		k, err := session.ParseKey(string(raw))
-		if err != nil {
-			return fmt.Errorf("session.keys[%d] (%s): %w", i, ref, err)
-		}
-		keys = append(keys, k)
-	}
-	if len(keys) == 0 {
-		k, err := session.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "session.key"))
-		if err != nil {
-			return err
-		}
-		keys = [][]byte{k}
+	keys, err := s.sessionKeys(s.cfg)
+	if err != nil {
+		return err
 	}
 	if err := s.newSessions(keys); err != nil {
 		return err
@@ -220,6 +204,31 @@ func (s *Server) provisionSessions() error {
 		}
 	}
 	return nil
+}
+
+// sessionKeys are the session keys cfg names (session.keys), or the data
+// directory's session.key (created on first use) when it names none.
+func (s *Server) sessionKeys(cfg *config.Config) ([][]byte, error) {
+	var keys [][]byte
+	for i, ref := range cfg.Session.Keys {
+		raw, err := s.opts.Secrets.Resolve(ref)
+		if err != nil {
+			return nil, fmt.Errorf("session.keys[%d]: %w", i, err)
+		}
+		k, err := session.ParseKey(string(raw))
+		if err != nil {
+			return nil, fmt.Errorf("session.keys[%d] (%s): %w", i, ref, err)
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		k, err := session.LoadOrCreateKeyFile(filepath.Join(cfg.DataDir, "session.key"))
+		if err != nil {
+			return nil, err
+		}
+		keys = [][]byte{k}
+	}
+	return keys, nil
 }
 
 // newSessions sets up the keyring, an empty revocation set and the session

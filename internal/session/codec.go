@@ -117,28 +117,33 @@ type Codec struct {
 // the gateway's own work per request. Only authentic values are cached, so
 // an attacker cannot fill the cache with garbage, and the cache is only a
 // shortcut past decryption: the time rules and revocation are checked on
-// every request as before. The keyring never changes under a Codec, so a
-// value that opened once opens the same way again.
+// every request as before. The cache belongs to one set of keys (ring):
+// when Keyring.Replace puts others in place, it is empty again, so a
+// cookie sealed with a key that was dropped is never taken from it.
 type openedCache struct {
-	mu sync.RWMutex
-	m  map[string]Session
+	mu   sync.RWMutex
+	m    map[string]Session
+	ring *[]ringKey
 }
 
 // maxOpened bounds openedCache; when full it starts again empty, which costs
 // one decryption per active session and keeps the bound simple.
 const maxOpened = 8192
 
-func (oc *openedCache) get(value string) (Session, bool) {
+func (oc *openedCache) get(value string, ring *[]ringKey) (Session, bool) {
 	oc.mu.RLock()
+	defer oc.mu.RUnlock()
+	if oc.ring != ring {
+		return Session{}, false
+	}
 	s, ok := oc.m[value]
-	oc.mu.RUnlock()
 	return s, ok
 }
 
-func (oc *openedCache) put(value string, s Session) {
+func (oc *openedCache) put(value string, s Session, ring *[]ringKey) {
 	oc.mu.Lock()
-	if oc.m == nil || len(oc.m) >= maxOpened {
-		oc.m = make(map[string]Session)
+	if oc.m == nil || len(oc.m) >= maxOpened || oc.ring != ring {
+		oc.m, oc.ring = make(map[string]Session), ring
 	}
 	oc.m[value] = s
 	oc.mu.Unlock()
@@ -314,7 +319,8 @@ func (c *Codec) Open(value, host string) (Session, error) {
 	if value == "" {
 		return Session{}, fmt.Errorf("%w: empty value", ErrInvalid)
 	}
-	if s, ok := c.opened.get(value); ok {
+	ring := c.keyring.keys.Load() // one set of keys for the whole Open
+	if s, ok := c.opened.get(value, ring); ok {
 		if err := c.check(s, host); err != nil {
 			return Session{}, err
 		}
@@ -325,7 +331,7 @@ func (c *Codec) Open(value, host string) (Session, error) {
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: not base64url", ErrInvalid)
 	}
-	pt, err := c.keyring.Open(sealed, c.ad)
+	pt, err := c.keyring.open(*ring, sealed, c.ad)
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -335,7 +341,7 @@ func (c *Codec) Open(value, host string) (Session, error) {
 	}
 	cached := s
 	cached.Groups = slices.Clone(s.Groups)
-	c.opened.put(strings.Clone(value), cached)
+	c.opened.put(strings.Clone(value), cached, ring)
 	if err := c.check(s, host); err != nil {
 		return Session{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 )
 
 // KeySize is the length in bytes of every session key (AES-256).
@@ -38,7 +39,7 @@ const Overhead = keyIDSize + 12 + 16
 // A Keyring is safe for concurrent use. The zero value holds no key and is
 // not usable; build one with NewKeyring.
 type Keyring struct {
-	keys []ringKey // keys[0] seals
+	keys atomic.Pointer[[]ringKey] // (*keys)[0] seals; Replace swaps it
 }
 
 type ringKey struct {
@@ -64,13 +65,40 @@ func NewKeyring(keys [][]byte) (*Keyring, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("session: keyring needs at least one key")
 	}
-	k := &Keyring{keys: make([]ringKey, 0, len(keys))}
+	ring, err := newRing(keys)
+	if err != nil {
+		return nil, err
+	}
+	k := &Keyring{}
+	k.keys.Store(&ring)
+	return k, nil
+}
+
+// Replace puts keys in place of the ring's keys, at once for every Seal and
+// Open that follows (a config reload rotating session.keys: list the new
+// key first and keep the old one, so cookies sealed with it still open; drop
+// it later to end them). The same rules as NewKeyring hold; on error
+// nothing changes.
+func (k *Keyring) Replace(keys [][]byte) error {
+	ring, err := newRing(keys)
+	if err != nil {
+		return err
+	}
+	k.keys.Store(&ring)
+	return nil
+}
+
+func newRing(keys [][]byte) ([]ringKey, error) {
+	if len(keys) == 0 {
+		return nil, errors.New("session: keyring needs at least one key")
+	}
+	ring := make([]ringKey, 0, len(keys))
 	for i, key := range keys {
 		if len(key) != KeySize {
 			return nil, fmt.Errorf("session: key %d is %d bytes, want %d", i, len(key), KeySize)
 		}
 		id := keyID(key)
-		for j, prev := range k.keys {
+		for j, prev := range ring {
 			if prev.id == id {
 				return nil, fmt.Errorf("session: keys %d and %d have the same key id (duplicate key)", j, i)
 			}
@@ -83,9 +111,9 @@ func NewKeyring(keys [][]byte) (*Keyring, error) {
 		if err != nil {
 			return nil, fmt.Errorf("session: key %d: %w", i, err)
 		}
-		k.keys = append(k.keys, ringKey{id: id, aead: aead})
+		ring = append(ring, ringKey{id: id, aead: aead})
 	}
-	return k, nil
+	return ring, nil
 }
 
 // Seal encrypts and authenticates plaintext with the first key, binding ad
@@ -93,7 +121,7 @@ func NewKeyring(keys [][]byte) (*Keyring, error) {
 // same ad. The result is key id || nonce || ciphertext || tag and is
 // len(plaintext)+Overhead bytes long.
 func (k *Keyring) Seal(plaintext, ad []byte) []byte {
-	key := k.keys[0]
+	key := (*k.keys.Load())[0]
 	out := make([]byte, keyIDSize, len(plaintext)+Overhead)
 	copy(out, key.id[:])
 	return key.aead.Seal(out, nil, plaintext, k.additional(key.id, ad))
@@ -102,12 +130,17 @@ func (k *Keyring) Seal(plaintext, ad []byte) []byte {
 // Open reverses Seal. It fails if sealed is too short, names no key in the
 // ring, was sealed with a different ad, or was altered in any way.
 func (k *Keyring) Open(sealed, ad []byte) ([]byte, error) {
+	return k.open(*k.keys.Load(), sealed, ad)
+}
+
+// open is Open with the given set of keys.
+func (k *Keyring) open(ring []ringKey, sealed, ad []byte) ([]byte, error) {
 	if len(sealed) < Overhead {
 		return nil, fmt.Errorf("sealed value is %d bytes, shorter than the %d-byte minimum", len(sealed), Overhead)
 	}
 	var id [keyIDSize]byte
 	copy(id[:], sealed)
-	for _, key := range k.keys {
+	for _, key := range ring {
 		if key.id != id {
 			continue
 		}

@@ -1,10 +1,13 @@
 package session
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/sekisho/sekisho/internal/identity"
 )
 
 // The opened-value cache skips decryption for a cookie value seen before.
@@ -19,7 +22,7 @@ func TestOpenedCacheRevokedSessionStaysRefused(t *testing.T) {
 	if _, err := c.Open(value, testHost); err != nil {
 		t.Fatalf("first open: %v", err)
 	}
-	if _, ok := c.opened.get(value); !ok {
+	if _, ok := c.opened.get(value, c.keyring.keys.Load()); !ok {
 		t.Fatal("an authentic value was not cached: the test would not exercise the cache")
 	}
 	rev.RevokeSession(s.ID, t0.Add(time.Hour))
@@ -55,7 +58,7 @@ func TestOpenedCacheTamperedValueNotCachedNorAccepted(t *testing.T) {
 			t.Fatalf("tampered value: err = %v, want ErrInvalid", err)
 		}
 	}
-	if _, ok := c.opened.get(tampered); ok {
+	if _, ok := c.opened.get(tampered, c.keyring.keys.Load()); ok {
 		t.Fatal("a value that failed authentication was cached")
 	}
 }
@@ -89,5 +92,36 @@ func TestOpenedCacheIsBounded(t *testing.T) {
 	c.opened.mu.RUnlock()
 	if n > maxOpened {
 		t.Fatalf("cache holds %d values, over the bound of %d", n, maxOpened)
+	}
+}
+
+// The attack: a session key leaked, and the operator drops it by a reload;
+// a cookie it sealed that the opened-cookie cache still holds must not
+// work any longer.
+func TestDroppedKeyCookieRefusedEvenWhenCached(t *testing.T) {
+	oldKey, newKey := make([]byte, KeySize), make([]byte, KeySize)
+	rand.Read(oldKey)
+	rand.Read(newKey)
+	ring, err := NewKeyring([][]byte{oldKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCodec(Options{Keyring: ring})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := c.New(identity.Identity{Kind: identity.Session, User: "alice", Provider: "local", AuthTime: time.Now()}, "app.example.com")
+	value, err := c.Seal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Open(value, "app.example.com"); err != nil { // now cached
+		t.Fatal(err)
+	}
+	if err := ring.Replace([][]byte{newKey}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Open(value, "app.example.com"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a cookie sealed with the dropped key opened: %v", err)
 	}
 }
