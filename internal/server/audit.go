@@ -47,8 +47,7 @@ func openAuditFile(path string) (*os.File, error) {
 // (the file was moved away) and "copytruncate" both work. With stdout or
 // stderr there is nothing to reopen. On error the old file stays in use.
 //
-// A live reload of the configuration will hang off the same signal: it
-// belongs here, after the audit file.
+// serve's SIGHUP also reloads the config (ReloadWith), after this.
 func (s *Server) Reopen() error {
 	path := s.cfg.Audit.Output
 	if path == "stdout" || path == "stderr" {
