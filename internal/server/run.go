@@ -62,7 +62,7 @@ func (s *Server) Run(ctx context.Context, ready Listening) error {
 	cfg := s.cfg
 	baseCtx, cancelBase := context.WithCancel(context.Background())
 	defer cancelBase()
-	handler := s.handler
+	var handler http.Handler = s
 	if s.tlsConfig != nil {
 		if max := cfg.Listen.HSTSMaxAge.D(); max > 0 {
 			handler = certs.HSTS(handler, max)

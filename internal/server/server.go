@@ -104,9 +104,8 @@ type Server struct {
 	// idTokens are the Google ID tokens of pools with google_id_token,
 	// cached across reloads.
 	idTokens *gcpauth.IDTokens
-	// gen is the generation in force; handler serves it.
-	gen     atomic.Pointer[generation]
-	handler http.Handler
+	// gen is the generation in force; ServeHTTP serves it.
+	gen atomic.Pointer[generation]
 	// streams are the open streams, decided again on each reload.
 	streams *liveStreams
 	// reloadMu makes reloads one at a time.
@@ -119,7 +118,7 @@ type Server struct {
 }
 
 // Handler returns the public listener's handler (for in-process tests).
-func (s *Server) Handler() http.Handler { return s.handler }
+func (s *Server) Handler() http.Handler { return s }
 
 // ServeHTTP serves a request with the generation in force.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -143,7 +142,6 @@ func New(cfg *config.Config, opts Options) (_ *Server, err error) {
 		opts.Now = time.Now
 	}
 	s := &Server{cfg: cfg, opts: opts, log: opts.Logger, streams: &liveStreams{}, idTokens: &gcpauth.IDTokens{Now: opts.Now}}
-	s.handler = s
 	defer func() {
 		if err != nil {
 			s.Close()
