@@ -123,27 +123,27 @@ type Codec struct {
 type openedCache struct {
 	mu   sync.RWMutex
 	m    map[string]Session
-	ring *[]ringKey
+	ring *ring
 }
 
 // maxOpened bounds openedCache; when full it starts again empty, which costs
 // one decryption per active session and keeps the bound simple.
 const maxOpened = 8192
 
-func (oc *openedCache) get(value string, ring *[]ringKey) (Session, bool) {
+func (oc *openedCache) get(value string, set *ring) (Session, bool) {
 	oc.mu.RLock()
 	defer oc.mu.RUnlock()
-	if oc.ring != ring {
+	if oc.ring != set {
 		return Session{}, false
 	}
 	s, ok := oc.m[value]
 	return s, ok
 }
 
-func (oc *openedCache) put(value string, s Session, ring *[]ringKey) {
+func (oc *openedCache) put(value string, s Session, set *ring) {
 	oc.mu.Lock()
-	if oc.m == nil || len(oc.m) >= maxOpened || oc.ring != ring {
-		oc.m, oc.ring = make(map[string]Session), ring
+	if oc.m == nil || len(oc.m) >= maxOpened || oc.ring != set {
+		oc.m, oc.ring = make(map[string]Session), set
 	}
 	oc.m[value] = s
 	oc.mu.Unlock()
@@ -319,8 +319,8 @@ func (c *Codec) Open(value, host string) (Session, error) {
 	if value == "" {
 		return Session{}, fmt.Errorf("%w: empty value", ErrInvalid)
 	}
-	ring := c.keyring.keys.Load() // one set of keys for the whole Open
-	if s, ok := c.opened.get(value, ring); ok {
+	set := c.keyring.ring.Load() // one set of keys for the whole Open
+	if s, ok := c.opened.get(value, set); ok {
 		if err := c.check(s, host); err != nil {
 			return Session{}, err
 		}
@@ -331,7 +331,7 @@ func (c *Codec) Open(value, host string) (Session, error) {
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: not base64url", ErrInvalid)
 	}
-	pt, err := c.keyring.open(*ring, sealed, c.ad)
+	pt, err := c.keyring.open(set, sealed, c.ad)
 	if err != nil {
 		return Session{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -341,7 +341,7 @@ func (c *Codec) Open(value, host string) (Session, error) {
 	}
 	cached := s
 	cached.Groups = slices.Clone(s.Groups)
-	c.opened.put(strings.Clone(value), cached, ring)
+	c.opened.put(strings.Clone(value), cached, set)
 	if err := c.check(s, host); err != nil {
 		return Session{}, err
 	}

@@ -58,7 +58,7 @@ func TestOpenedCacheWrongHostStaysRefused(t *testing.T) {
 	if _, err := c.Read(requestTo("a.example.com", ck)); err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := c.opened.get(ck.Value, c.keyring.keys.Load()); !ok {
+	if _, ok := c.opened.get(ck.Value, c.keyring.ring.Load()); !ok {
 		t.Fatal("value not cached: the test would not exercise the cache")
 	}
 	if _, err := c.Read(requestTo("b.example.com", ck)); !errors.Is(err, ErrWrongHost) {

@@ -39,7 +39,15 @@ const Overhead = keyIDSize + 12 + 16
 // A Keyring is safe for concurrent use. The zero value holds no key and is
 // not usable; build one with NewKeyring.
 type Keyring struct {
-	keys atomic.Pointer[[]ringKey] // (*keys)[0] seals; Replace swaps it
+	ring atomic.Pointer[ring] // Replace swaps it
+}
+
+// ring is one set of keys: keys[0] seals, all open. sum identifies the set
+// (a SHA-256 over the keys in order), so Replace with the same keys keeps
+// the ring, and what was cached under it.
+type ring struct {
+	keys []ringKey
+	sum  [sha256.Size]byte
 }
 
 type ringKey struct {
@@ -62,15 +70,12 @@ func keyID(key []byte) [keyIDSize]byte {
 // each exactly KeySize bytes and all distinct; the first key seals and every
 // key opens. The keys are not retained by reference.
 func NewKeyring(keys [][]byte) (*Keyring, error) {
-	if len(keys) == 0 {
-		return nil, errors.New("session: keyring needs at least one key")
-	}
-	ring, err := newRing(keys)
+	r, err := newRing(keys)
 	if err != nil {
 		return nil, err
 	}
 	k := &Keyring{}
-	k.keys.Store(&ring)
+	k.ring.Store(r)
 	return k, nil
 }
 
@@ -78,27 +83,31 @@ func NewKeyring(keys [][]byte) (*Keyring, error) {
 // Open that follows (a config reload rotating session.keys: list the new
 // key first and keep the old one, so cookies sealed with it still open; drop
 // it later to end them). The same rules as NewKeyring hold; on error
-// nothing changes.
+// nothing changes, and the same keys in the same order change nothing.
 func (k *Keyring) Replace(keys [][]byte) error {
-	ring, err := newRing(keys)
+	r, err := newRing(keys)
 	if err != nil {
 		return err
 	}
-	k.keys.Store(&ring)
+	if k.ring.Load().sum != r.sum {
+		k.ring.Store(r)
+	}
 	return nil
 }
 
-func newRing(keys [][]byte) ([]ringKey, error) {
+func newRing(keys [][]byte) (*ring, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("session: keyring needs at least one key")
 	}
-	ring := make([]ringKey, 0, len(keys))
+	r := &ring{keys: make([]ringKey, 0, len(keys))}
+	sum := sha256.New()
+	sum.Write([]byte("sekisho session key set\x00"))
 	for i, key := range keys {
 		if len(key) != KeySize {
 			return nil, fmt.Errorf("session: key %d is %d bytes, want %d", i, len(key), KeySize)
 		}
 		id := keyID(key)
-		for j, prev := range ring {
+		for j, prev := range r.keys {
 			if prev.id == id {
 				return nil, fmt.Errorf("session: keys %d and %d have the same key id (duplicate key)", j, i)
 			}
@@ -111,9 +120,11 @@ func newRing(keys [][]byte) ([]ringKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("session: key %d: %w", i, err)
 		}
-		ring = append(ring, ringKey{id: id, aead: aead})
+		r.keys = append(r.keys, ringKey{id: id, aead: aead})
+		sum.Write(key)
 	}
-	return ring, nil
+	sum.Sum(r.sum[:0])
+	return r, nil
 }
 
 // Seal encrypts and authenticates plaintext with the first key, binding ad
@@ -121,7 +132,7 @@ func newRing(keys [][]byte) ([]ringKey, error) {
 // same ad. The result is key id || nonce || ciphertext || tag and is
 // len(plaintext)+Overhead bytes long.
 func (k *Keyring) Seal(plaintext, ad []byte) []byte {
-	key := (*k.keys.Load())[0]
+	key := k.ring.Load().keys[0]
 	out := make([]byte, keyIDSize, len(plaintext)+Overhead)
 	copy(out, key.id[:])
 	return key.aead.Seal(out, nil, plaintext, k.additional(key.id, ad))
@@ -130,17 +141,17 @@ func (k *Keyring) Seal(plaintext, ad []byte) []byte {
 // Open reverses Seal. It fails if sealed is too short, names no key in the
 // ring, was sealed with a different ad, or was altered in any way.
 func (k *Keyring) Open(sealed, ad []byte) ([]byte, error) {
-	return k.open(*k.keys.Load(), sealed, ad)
+	return k.open(k.ring.Load(), sealed, ad)
 }
 
 // open is Open with the given set of keys.
-func (k *Keyring) open(ring []ringKey, sealed, ad []byte) ([]byte, error) {
+func (k *Keyring) open(r *ring, sealed, ad []byte) ([]byte, error) {
 	if len(sealed) < Overhead {
 		return nil, fmt.Errorf("sealed value is %d bytes, shorter than the %d-byte minimum", len(sealed), Overhead)
 	}
 	var id [keyIDSize]byte
 	copy(id[:], sealed)
-	for _, key := range ring {
+	for _, key := range r.keys {
 		if key.id != id {
 			continue
 		}

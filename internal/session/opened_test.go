@@ -22,7 +22,7 @@ func TestOpenedCacheRevokedSessionStaysRefused(t *testing.T) {
 	if _, err := c.Open(value, testHost); err != nil {
 		t.Fatalf("first open: %v", err)
 	}
-	if _, ok := c.opened.get(value, c.keyring.keys.Load()); !ok {
+	if _, ok := c.opened.get(value, c.keyring.ring.Load()); !ok {
 		t.Fatal("an authentic value was not cached: the test would not exercise the cache")
 	}
 	rev.RevokeSession(s.ID, t0.Add(time.Hour))
@@ -58,7 +58,7 @@ func TestOpenedCacheTamperedValueNotCachedNorAccepted(t *testing.T) {
 			t.Fatalf("tampered value: err = %v, want ErrInvalid", err)
 		}
 	}
-	if _, ok := c.opened.get(tampered, c.keyring.keys.Load()); ok {
+	if _, ok := c.opened.get(tampered, c.keyring.ring.Load()); ok {
 		t.Fatal("a value that failed authentication was cached")
 	}
 }
@@ -117,6 +117,12 @@ func TestDroppedKeyCookieRefusedEvenWhenCached(t *testing.T) {
 	}
 	if _, err := c.Open(value, "app.example.com"); err != nil { // now cached
 		t.Fatal(err)
+	}
+	if err := ring.Replace([][]byte{oldKey}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.opened.get(value, ring.ring.Load()); !ok {
+		t.Error("a reload with the same keys emptied the opened-cookie cache")
 	}
 	if err := ring.Replace([][]byte{newKey}); err != nil {
 		t.Fatal(err)
