@@ -56,13 +56,29 @@ type Checked struct {
 // unset secret reference, a TLS mode without its files), never reporting
 // the same problem twice. The result is nil unless there is no problem.
 func CheckKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger) (*Checked, error) {
-	return checkKeep(cfg, secrets, logger, nil)
+	mem, err := ratelimit.NewMemory(ratelimit.MemoryOptions{})
+	if err != nil {
+		return nil, err
+	}
+	c, err := checkKeep(cfg, secrets, logger, nil, mem)
+	if err != nil {
+		return nil, err
+	}
+	// Everything checked: build the generation serve would build (through
+	// the same build), so what only building finds is found here too.
+	if err := stage("build", func() error { return dryBuild(cfg, secrets, c.sets, c.waf, mem) }); err != nil {
+		return nil, err
+	}
+	c.limiter = mem
+	return c, nil
 }
 
-// checkKeep is CheckKeep for a reload: prior, when not nil, is the
-// generation in force, whose WAF is kept when the new config's waf section
-// is the same (the Core Rule Set takes a while to compile).
-func checkKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger, prior *generation) (*Checked, error) {
+// checkKeep runs the stages before the build, compiling the rules against
+// limiter. For a reload, limiter is the gateway's own (so the rule sets are
+// the ones to serve) and prior the generation in force, whose WAF is kept
+// when the new config's waf section is the same (the Core Rule Set takes a
+// while to compile); the reload's own build follows.
+func checkKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger, prior *generation, limiter ratelimit.Limiter) (*Checked, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -85,27 +101,18 @@ func checkKeep(cfg *config.Config, secrets secret.Resolver, logger *slog.Logger,
 		inspector, err = newWAF(cfg, logger.With("component", "waf"))
 		return err
 	}))
-	// Rules compile exactly as serve compiles them; an in-memory limiter
-	// stands in for Redis (check contacts no server).
-	mem, err := ratelimit.NewMemory(ratelimit.MemoryOptions{})
-	if err != nil {
-		return nil, errors.Join(append(errs, err)...)
-	}
+	// Rules compile exactly as serve compiles them; for check, an in-memory
+	// limiter stands in for Redis (check contacts no server).
 	var sets map[string]*rules.Set
 	add(stage("rules", func() (err error) {
 		rc, ri := rulesInputs(cfg, inspector)
-		sets, err = ruleSets(rc, mem, ri)
+		sets, err = ruleSets(rc, limiter, ri)
 		return err
 	}))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	// Everything checked: build the generation serve would build (through
-	// the same build), so what only building finds is found here too.
-	if err := stage("build", func() error { return dryBuild(cfg, secrets, sets, inspector, mem) }); err != nil {
-		return nil, err
-	}
-	return &Checked{cfg: cfg, waf: inspector, sets: sets, limiter: mem}, nil
+	return &Checked{cfg: cfg, waf: inspector, sets: sets}, nil
 }
 
 // stage runs one check stage. A panic in it (a bug: a stage met a config

@@ -64,16 +64,14 @@ func (s *Server) reload(cur *generation, cfg *config.Config) error {
 	if problems := restartOnly(cur.cfg, cfg); len(problems) > 0 {
 		return errors.New(strings.Join(problems, "\n"))
 	}
-	checked, err := checkKeep(cfg, s.opts.Secrets, s.log, cur)
+	// Checked as `check` checks, the rules compiled against the gateway's
+	// own limiter, so counters and bans survive the reload; the build below
+	// is the one check would make.
+	checked, err := checkKeep(cfg, s.opts.Secrets, s.log, cur, s.limiter)
 	if err != nil {
 		return err
 	}
-	// Rules are compiled against the gateway's own limiter, so counters
-	// and bans survive the reload.
-	sets, err := ruleSets(cfg, s.limiter, checked.waf)
-	if err != nil {
-		return err
-	}
+	sets := checked.sets
 	// Session keys are read anew (a rotation), and put in place with the
 	// rest below.
 	keys, err := s.sessionKeys(cfg)
