@@ -11,7 +11,6 @@ import (
 
 	"github.com/sekisho/sekisho/internal/apikey"
 	"github.com/sekisho/sekisho/internal/audit"
-	"github.com/sekisho/sekisho/internal/authn"
 	"github.com/sekisho/sekisho/internal/config"
 	"github.com/sekisho/sekisho/internal/gcpauth"
 	"github.com/sekisho/sekisho/internal/metrics"
@@ -63,8 +62,6 @@ func dryGeneration(cfg *config.Config, secrets secret.Resolver, sets map[string]
 		done()
 		return nil, nil, err
 	}
-	s.sessionAuth = &authn.Sessions{Codec: s.sessions}
-	s.ownCookies = s.sessions.CookieNames()
 	g, err := s.build(cfg, sets, inspector, nil)
 	if err != nil {
 		done()

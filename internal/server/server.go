@@ -229,8 +229,9 @@ func (s *Server) sessionKeys(cfg *config.Config) ([][]byte, error) {
 	return keys, nil
 }
 
-// newSessions sets up the keyring, an empty revocation set and the session
-// codec with keys.
+// newSessions sets up the keyring, an empty revocation set, the session
+// codec with keys, the session authenticator and the names of sekisho's
+// own cookies (never forwarded).
 func (s *Server) newSessions(keys [][]byte) error {
 	cfg := s.cfg
 	ring, err := session.NewKeyring(keys)
@@ -243,7 +244,12 @@ func (s *Server) newSessions(keys [][]byte) error {
 		Keyring: ring, Secure: cfg.SecureCookies(), Lifetime: cfg.Session.Lifetime.D(),
 		IdleTimeout: cfg.Session.IdleTimeout.D(), Now: s.opts.Now, Revocations: s.revoked, SignInDomain: cfg.Session.SignInDomain,
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	s.sessionAuth = &authn.Sessions{Codec: s.sessions, Refresh: s.refreshInBackground}
+	s.ownCookies = append(s.sessions.CookieNames(), "sekisho-csrf", "__Host-sekisho-csrf")
+	return nil
 }
 
 func (s *Server) provisionSigner() error {
@@ -276,8 +282,8 @@ func (s *Server) newSigner(keys []*ecdsa.PrivateKey) error {
 	return err
 }
 
-// provisionBase sets up what every generation shares: metrics, the API-key
-// cache, the session authenticator and local sign-in.
+// provisionBase sets up what every generation shares besides the sessions:
+// metrics, the API-key cache and local sign-in.
 func (s *Server) provisionBase() error {
 	cfg := s.cfg
 	s.metrics = metrics.New(func() []*upstream.Pool { return s.gen.Load().poolList })
@@ -310,8 +316,6 @@ func (s *Server) provisionBase() error {
 		s.log.Warn("load API keys (will retry)", "err", err)
 	}
 	s.apikeys = v
-	s.sessionAuth = &authn.Sessions{Codec: s.sessions, Refresh: s.refreshInBackground}
-	s.ownCookies = append(s.sessions.CookieNames(), "sekisho-csrf", "__Host-sekisho-csrf")
 	if cfg.LocalEnabled() {
 		la := cfg.LocalAccounts
 		to := local.ThrottleOptions{
