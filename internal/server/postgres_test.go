@@ -60,16 +60,7 @@ routes:
 	waitStatus(t, b, 200, "/x", "Proxy-Authorization", "Bearer "+tok)
 
 	// Sign out on A; the same cookie is refused on B.
-	status, body, _ := a.Get(ca, "/.sekisho/logout")
-	m := strings.SplitN(body, `name="csrf" value="`, 2)
-	if status != 200 || len(m) != 2 {
-		t.Fatalf("logout page: %d", status)
-	}
-	res, err := ca.PostForm(a.URL+"/.sekisho/logout", url.Values{"csrf": {m[1][:strings.IndexByte(m[1], '"')]}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
+	logoutOn(t, a, ca)
 	if _, err := a.Store().RevokeAPIKey(context.Background(), "ci"); err != nil {
 		t.Fatal(err)
 	}
