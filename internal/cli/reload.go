@@ -58,18 +58,16 @@ func reloadDataDir(cf configFlags) (string, error) {
 	if *cf.dataDir != "" {
 		return filepath.Abs(*cf.dataDir)
 	}
-	cfg, err := loadConfig(*cf.config)
-	if err != nil {
-		var ce configError
-		if !errors.As(err, &ce) || *cf.config == "" {
+	if *cf.config == "" {
+		cfg, err := loadConfig("") // the embedded quickstart
+		if err != nil {
 			return "", err
 		}
-		// Invalid, but perhaps decodable: the gateway lists the problems.
-		c, lerr := config.Load(*cf.config)
-		if lerr != nil {
-			return "", configError{lerr}
-		}
-		cfg = c
+		return cfg.DataDir, nil
+	}
+	cfg, err := config.Load(*cf.config) // decoded, not validated: the gateway lists the problems
+	if err != nil {
+		return "", configError{err}
 	}
 	return cfg.DataDir, nil
 }
