@@ -75,12 +75,7 @@ func Start(t testing.TB) string {
 		t.Fatal("pgtest.Start: the package must run its tests through pgtest.Main: func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }")
 	}
 	once.Do(func() { shared, skipMsg, sharedErr = startServer() })
-	if skipMsg != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(skipMsg)
-		}
-		t.Skip(skipMsg)
-	}
+	skipUnlessCI(t, skipMsg)
 	if sharedErr != nil {
 		t.Fatalf("pgtest: %v", sharedErr)
 	}
@@ -303,6 +298,19 @@ func (s *server) launch() error {
 	return nil
 }
 
+// skipUnlessCI skips the test with msg (the server binaries are missing),
+// or fails it under CI, where they must be. An empty msg does nothing.
+func skipUnlessCI(t testing.TB, msg string) {
+	t.Helper()
+	if msg == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
 // Instance is a Postgres server of a test's own, which the test may stop
 // and start again (an outage) without touching other tests' databases.
 type Instance struct {
@@ -316,12 +324,7 @@ type Instance struct {
 func StartOwn(t testing.TB) *Instance {
 	t.Helper()
 	s, skip, err := startServer()
-	if skip != "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal(skip)
-		}
-		t.Skip(skip)
-	}
+	skipUnlessCI(t, skip)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
